@@ -1,0 +1,289 @@
+//! Command dispatch (Part 3): one module per command family, each exporting a `COMMANDS`
+//! table of [`CommandDef`]s. [`Dispatch`] indexes them by command code once; GetCapability
+//! reports exactly these commands, so the list is the single source of truth.
+
+use alloc::vec::Vec;
+
+use crate::auth::AuthRole;
+use crate::context::Ctx;
+use crate::handle::{Handle, HandleType};
+use crate::marshal::Writer;
+use crate::rc::{TpmRc, TpmResult};
+
+pub mod capability;
+pub mod clock;
+pub mod da;
+pub mod hash;
+pub mod hierarchy;
+pub mod pcr;
+pub mod random;
+pub mod startup;
+pub mod testing;
+
+/// Command code values (Part 2, 6.5.2 TPM_CC), from the `tpm2-protocol` table.
+pub mod cc {
+    use tpm2_protocol::data::TpmCc;
+
+    macro_rules! codes {
+        ($($name:ident = $variant:ident),* $(,)?) => {
+            $(pub const $name: u32 = TpmCc::$variant.value();)*
+        };
+    }
+
+    codes! {
+        STARTUP = Startup,
+        SHUTDOWN = Shutdown,
+        SELF_TEST = SelfTest,
+        INCREMENTAL_SELF_TEST = IncrementalSelfTest,
+        GET_TEST_RESULT = GetTestResult,
+        GET_CAPABILITY = GetCapability,
+        TEST_PARMS = TestParms,
+        GET_RANDOM = GetRandom,
+        STIR_RANDOM = StirRandom,
+        PCR_READ = PcrRead,
+        PCR_EXTEND = PcrExtend,
+        PCR_EVENT = PcrEvent,
+        PCR_RESET = PcrReset,
+        HASH = Hash,
+        HASH_SEQUENCE_START = HashSequenceStart,
+        SEQUENCE_UPDATE = SequenceUpdate,
+        SEQUENCE_COMPLETE = SequenceComplete,
+        EVENT_SEQUENCE_COMPLETE = EventSequenceComplete,
+        READ_CLOCK = ReadClock,
+        CLOCK_SET = ClockSet,
+        CLOCK_RATE_ADJUST = ClockRateAdjust,
+        CLEAR = Clear,
+        CLEAR_CONTROL = ClearControl,
+        HIERARCHY_CHANGE_AUTH = HierarchyChangeAuth,
+        HIERARCHY_CONTROL = HierarchyControl,
+        SET_PRIMARY_POLICY = SetPrimaryPolicy,
+        DICTIONARY_ATTACK_PARAMETERS = DictionaryAttackParameters,
+        DICTIONARY_ATTACK_LOCK_RESET = DictionaryAttackLockReset,
+        FLUSH_CONTEXT = FlushContext,
+    }
+}
+
+/// What a handle-area slot accepts (the TPMI_ types of Part 2 used in Part 3's handle areas).
+/// A value outside the set is TPM_RC_VALUE + handle number, as the reference unmarshaller
+/// returns; an allowed but absent entity is TPM_RC_HANDLE (or TPM_RC_HIERARCHY when disabled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandleKind {
+    /// TPMI_DH_PCR: a PCR index.
+    Pcr,
+    /// TPMI_DH_PCR+: a PCR index or TPM_RH_NULL.
+    PcrOrNull,
+    /// TPMI_RH_HIERARCHY_AUTH: owner, endorsement, platform or lockout.
+    HierarchyAuth,
+    /// TPMI_RH_HIERARCHY: owner, endorsement or platform.
+    Hierarchy,
+    /// TPMI_RH_CLEAR: lockout or platform.
+    Clear,
+    /// TPMI_RH_LOCKOUT.
+    Lockout,
+    /// TPMI_RH_PROVISION: owner or platform.
+    Provision,
+    /// TPMI_RH_PLATFORM.
+    Platform,
+    /// TPMI_RH_HIERARCHY_POLICY: owner, endorsement, platform, lockout.
+    HierarchyPolicy,
+    /// TPMI_DH_OBJECT: a loaded transient object or sequence, or a persistent object.
+    Object,
+    /// TPMI_DH_CONTEXT: anything FlushContext/ContextSave accept (objects, sessions).
+    Context,
+}
+
+/// A handle-area slot: what it accepts and which authorization role it needs, if any.
+#[derive(Clone, Copy, Debug)]
+pub struct HandleSlot {
+    pub kind: HandleKind,
+    pub auth: Option<AuthRole>,
+}
+
+/// Shorthand for a slot that needs authorization in `role`.
+pub const fn auth(kind: HandleKind, role: AuthRole) -> HandleSlot {
+    HandleSlot {
+        kind,
+        auth: Some(role),
+    }
+}
+
+/// Shorthand for a slot without authorization.
+pub const fn plain(kind: HandleKind) -> HandleSlot {
+    HandleSlot { kind, auth: None }
+}
+
+/// A parsed command as a handler sees it.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub cc: u32,
+    pub handles: &'a [Handle],
+    pub params: &'a [u8],
+    pub locality: u8,
+}
+
+/// What a handler returns: at most one response handle and the parameter area.
+#[derive(Debug, Default)]
+pub struct Response {
+    pub handle: Option<Handle>,
+    pub params: Writer,
+}
+
+impl Response {
+    /// A response with no handle and no parameters.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    pub fn params(params: Writer) -> Self {
+        Self {
+            handle: None,
+            params,
+        }
+    }
+}
+
+pub type Handler = fn(&mut Ctx<'_>, &Request<'_>) -> TpmResult<Response>;
+
+/// One implemented command (Part 3 "Command" tables).
+#[derive(Clone, Copy)]
+pub struct CommandDef {
+    pub cc: u32,
+    pub handles: &'static [HandleSlot],
+    /// The response carries one handle (e.g. HashSequenceStart's sequenceHandle).
+    pub response_handle: bool,
+    pub run: Handler,
+}
+
+impl core::fmt::Debug for CommandDef {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "CommandDef({:#x})", self.cc)
+    }
+}
+
+impl CommandDef {
+    /// Number of handles that need an authorization session.
+    pub fn auth_count(&self) -> usize {
+        self.handles.iter().filter(|h| h.auth.is_some()).count()
+    }
+}
+
+/// Every command family's table.
+const FAMILIES: &[&[CommandDef]] = &[
+    startup::COMMANDS,
+    testing::COMMANDS,
+    random::COMMANDS,
+    capability::COMMANDS,
+    pcr::COMMANDS,
+    hash::COMMANDS,
+    clock::COMMANDS,
+    hierarchy::COMMANDS,
+    da::COMMANDS,
+];
+
+/// Command codes in the TPM_CC range the dispatcher indexes directly.
+const CC_FIRST: u32 = 0x11F;
+const CC_LAST: u32 = 0x1A0;
+
+/// Implemented commands indexed by command code.
+#[derive(Debug)]
+pub struct Dispatch {
+    by_cc: Vec<Option<CommandDef>>,
+}
+
+impl Dispatch {
+    pub fn new() -> Self {
+        let mut by_cc = alloc::vec![None; (CC_LAST - CC_FIRST + 1) as usize];
+        for def in FAMILIES.iter().flat_map(|f| f.iter()) {
+            if let Some(slot) = def
+                .cc
+                .checked_sub(CC_FIRST)
+                .and_then(|i| by_cc.get_mut(i as usize))
+            {
+                *slot = Some(*def);
+            }
+        }
+        Self { by_cc }
+    }
+
+    pub fn get(&self, cc: u32) -> Option<&CommandDef> {
+        let i = cc.checked_sub(CC_FIRST)? as usize;
+        self.by_cc.get(i)?.as_ref()
+    }
+
+    /// Implemented command codes in ascending order.
+    pub fn codes(&self) -> impl Iterator<Item = &CommandDef> + '_ {
+        self.by_cc.iter().flatten()
+    }
+}
+
+impl Default for Dispatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Checks that `h` is acceptable for `kind` and refers to something present
+/// (the reference implementation's handle unmarshalling plus EntityGetLoadStatus).
+/// `n` is the 1-based handle number for the response code.
+pub fn check_handle(ctx: &Ctx<'_>, kind: HandleKind, h: Handle, n: u8) -> TpmResult<()> {
+    let value = TpmRc::VALUE.handle(n);
+    let hierarchy_enabled = |h: Handle| match h {
+        Handle::OWNER => ctx.tpm.vs.sh_enable,
+        Handle::ENDORSEMENT => ctx.tpm.vs.eh_enable,
+        Handle::PLATFORM => ctx.tpm.vs.ph_enable,
+        _ => true,
+    };
+    let one_of = |allowed: &[Handle]| -> TpmResult<()> {
+        if !allowed.contains(&h) {
+            return Err(value);
+        }
+        if !hierarchy_enabled(h) {
+            return Err(TpmRc::HIERARCHY.handle(n));
+        }
+        Ok(())
+    };
+    match kind {
+        HandleKind::Pcr => match h.pcr_index() {
+            Some(i) if i < crate::state::pcr::PCR_COUNT => Ok(()),
+            _ => Err(value),
+        },
+        HandleKind::PcrOrNull => match h.pcr_index() {
+            Some(i) if i < crate::state::pcr::PCR_COUNT => Ok(()),
+            _ if h == Handle::NULL => Ok(()),
+            _ => Err(value),
+        },
+        HandleKind::HierarchyAuth | HandleKind::HierarchyPolicy => one_of(&[
+            Handle::OWNER,
+            Handle::ENDORSEMENT,
+            Handle::PLATFORM,
+            Handle::LOCKOUT,
+        ]),
+        HandleKind::Hierarchy => one_of(&[Handle::OWNER, Handle::ENDORSEMENT, Handle::PLATFORM]),
+        HandleKind::Clear => one_of(&[Handle::LOCKOUT, Handle::PLATFORM]),
+        HandleKind::Lockout => one_of(&[Handle::LOCKOUT]),
+        HandleKind::Provision => one_of(&[Handle::OWNER, Handle::PLATFORM]),
+        HandleKind::Platform => one_of(&[Handle::PLATFORM]),
+        HandleKind::Object => match h.kind() {
+            HandleType::Transient => {
+                if ctx.tpm.vs.objects.contains(h) {
+                    Ok(())
+                } else {
+                    Err(TpmRc::HANDLE.handle(n))
+                }
+            }
+            HandleType::Persistent => Err(TpmRc::HANDLE.handle(n)),
+            _ => Err(value),
+        },
+        HandleKind::Context => match h.kind() {
+            HandleType::Transient => {
+                if ctx.tpm.vs.objects.contains(h) {
+                    Ok(())
+                } else {
+                    Err(TpmRc::HANDLE.handle(n))
+                }
+            }
+            HandleType::HmacSession | HandleType::PolicySession => Err(TpmRc::HANDLE.handle(n)),
+            _ => Err(value),
+        },
+    }
+}

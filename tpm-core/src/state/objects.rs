@@ -1,0 +1,110 @@
+//! Loaded transient entities: objects and sequences share the transient handle range
+//! (Part 1, 15.2 "Transient Objects"; Part 3, 17 "Hash/HMAC/Event Sequences").
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::crypto::hash::{HashAlg, Hasher};
+use crate::handle::Handle;
+use crate::state::AuthValue;
+
+/// Transient object slots (TPM_PT_HR_TRANSIENT_MIN). libtpms has 3; we offer more so clients
+/// without a resource manager hit TPM_RC_OBJECT_MEMORY later.
+pub const MAX_LOADED_OBJECTS: usize = 8;
+
+/// A hash or event sequence started by HashSequenceStart (Part 3, 17.3).
+#[derive(Clone, Debug)]
+pub struct HashSequence {
+    pub auth: AuthValue,
+    pub kind: SequenceKind,
+    /// Whether the data so far could be a TPM-generated structure starting with
+    /// TPM_GENERATED_VALUE; a hash ticket is only produced when it cannot (Part 3, 17.5).
+    pub first_block: Vec<u8>,
+}
+
+/// What a sequence computes.
+#[derive(Clone, Debug)]
+pub enum SequenceKind {
+    /// A hash sequence with one algorithm.
+    Hash(Hasher),
+    /// An event sequence: one hasher per implemented PCR bank (hashAlg = TPM_ALG_NULL).
+    Event(Vec<Hasher>),
+}
+
+/// Everything that can occupy a transient handle.
+#[derive(Debug)]
+pub enum Slot {
+    Sequence(HashSequence),
+}
+
+/// Loaded transient entities by handle.
+#[derive(Debug, Default)]
+pub struct ObjectStore {
+    slots: BTreeMap<u32, Slot>,
+    next: u32,
+}
+
+impl ObjectStore {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.slots.len() >= MAX_LOADED_OBJECTS
+    }
+
+    /// Inserts `slot` under a fresh transient handle, or `None` when memory is full.
+    pub fn insert(&mut self, slot: Slot) -> Option<Handle> {
+        if self.is_full() {
+            return None;
+        }
+        // Handles are reused round-robin within the slot range, as the reference
+        // implementation does (TRANSIENT_FIRST + slot index).
+        for _ in 0..MAX_LOADED_OBJECTS {
+            let h = Handle::TRANSIENT_FIRST.0 + self.next % MAX_LOADED_OBJECTS as u32;
+            self.next = self.next.wrapping_add(1);
+            if let alloc::collections::btree_map::Entry::Vacant(e) = self.slots.entry(h) {
+                e.insert(slot);
+                return Some(Handle(h));
+            }
+        }
+        None
+    }
+
+    pub fn get(&self, h: Handle) -> Option<&Slot> {
+        self.slots.get(&h.0)
+    }
+
+    pub fn get_mut(&mut self, h: Handle) -> Option<&mut Slot> {
+        self.slots.get_mut(&h.0)
+    }
+
+    pub fn remove(&mut self, h: Handle) -> Option<Slot> {
+        self.slots.remove(&h.0)
+    }
+
+    pub fn contains(&self, h: Handle) -> bool {
+        self.slots.contains_key(&h.0)
+    }
+
+    pub fn handles(&self) -> impl Iterator<Item = Handle> + '_ {
+        self.slots.keys().map(|&h| Handle(h))
+    }
+
+    pub fn clear(&mut self) {
+        self.slots.clear();
+    }
+}
+
+/// Convenience for sequence constructors.
+pub fn new_hash_sequence(alg: HashAlg, auth: AuthValue) -> HashSequence {
+    HashSequence {
+        auth,
+        kind: SequenceKind::Hash(alg.hasher()),
+        first_block: Vec::new(),
+    }
+}
