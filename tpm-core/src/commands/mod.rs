@@ -10,14 +10,28 @@ use crate::handle::{Handle, HandleType};
 use crate::marshal::Writer;
 use crate::rc::{TpmRc, TpmResult};
 
+pub mod asym;
+pub mod attestation;
 pub mod capability;
 pub mod clock;
+pub mod context;
+pub mod credential;
 pub mod da;
+pub mod duplication;
+pub mod ecc;
 pub mod hash;
 pub mod hierarchy;
+pub mod hmac;
+pub mod nv;
+pub mod object;
 pub mod pcr;
+pub mod policy;
+pub mod primary;
 pub mod random;
+pub mod session;
+pub mod signature;
 pub mod startup;
+pub mod symmetric;
 pub mod testing;
 
 /// Command code values (Part 2, 6.5.2 TPM_CC), from the `tpm2-protocol` table.
@@ -60,6 +74,81 @@ pub mod cc {
         DICTIONARY_ATTACK_PARAMETERS = DictionaryAttackParameters,
         DICTIONARY_ATTACK_LOCK_RESET = DictionaryAttackLockReset,
         FLUSH_CONTEXT = FlushContext,
+        CONTEXT_SAVE = ContextSave,
+        CONTEXT_LOAD = ContextLoad,
+        EVICT_CONTROL = EvictControl,
+        CHANGE_EPS = ChangeEps,
+        CHANGE_PPS = ChangePps,
+        PCR_ALLOCATE = PcrAllocate,
+        PCR_SET_AUTH_POLICY = PcrSetAuthPolicy,
+        PCR_SET_AUTH_VALUE = PcrSetAuthValue,
+        CREATE_PRIMARY = CreatePrimary,
+        CREATE = Create,
+        CREATE_LOADED = CreateLoaded,
+        LOAD = Load,
+        LOAD_EXTERNAL = LoadExternal,
+        READ_PUBLIC = ReadPublic,
+        OBJECT_CHANGE_AUTH = ObjectChangeAuth,
+        UNSEAL = Unseal,
+        SIGN = Sign,
+        VERIFY_SIGNATURE = VerifySignature,
+        RSA_ENCRYPT = RsaEncrypt,
+        RSA_DECRYPT = RsaDecrypt,
+        ENCRYPT_DECRYPT = EncryptDecrypt,
+        ENCRYPT_DECRYPT2 = EncryptDecrypt2,
+        HMAC = Hmac,
+        HMAC_START = HmacStart,
+        ECDH_KEY_GEN = EcdhKeyGen,
+        ECDH_ZGEN = EcdhZGen,
+        ECC_PARAMETERS = EccParameters,
+        QUOTE = Quote,
+        CERTIFY = Certify,
+        CERTIFY_CREATION = CertifyCreation,
+        GET_TIME = GetTime,
+        GET_SESSION_AUDIT_DIGEST = GetSessionAuditDigest,
+        GET_COMMAND_AUDIT_DIGEST = GetCommandAuditDigest,
+        NV_CERTIFY = NvCertify,
+        DUPLICATE = Duplicate,
+        IMPORT = Import,
+        REWRAP = Rewrap,
+        MAKE_CREDENTIAL = MakeCredential,
+        ACTIVATE_CREDENTIAL = ActivateCredential,
+        START_AUTH_SESSION = StartAuthSession,
+        POLICY_RESTART = PolicyRestart,
+        POLICY_GET_DIGEST = PolicyGetDigest,
+        POLICY_PCR = PolicyPcr,
+        POLICY_PASSWORD = PolicyPassword,
+        POLICY_AUTH_VALUE = PolicyAuthValue,
+        POLICY_SECRET = PolicySecret,
+        POLICY_SIGNED = PolicySigned,
+        POLICY_TICKET = PolicyTicket,
+        POLICY_OR = PolicyOr,
+        POLICY_COMMAND_CODE = PolicyCommandCode,
+        POLICY_CP_HASH = PolicyCpHash,
+        POLICY_NAME_HASH = PolicyNameHash,
+        POLICY_LOCALITY = PolicyLocality,
+        POLICY_NV = PolicyNv,
+        POLICY_COUNTER_TIMER = PolicyCounterTimer,
+        POLICY_DUPLICATION_SELECT = PolicyDuplicationSelect,
+        POLICY_AUTHORIZE = PolicyAuthorize,
+        POLICY_AUTHORIZE_NV = PolicyAuthorizeNv,
+        POLICY_NV_WRITTEN = PolicyNvWritten,
+        POLICY_TEMPLATE = PolicyTemplate,
+        POLICY_PHYSICAL_PRESENCE = PolicyPhysicalPresence,
+        NV_DEFINE_SPACE = NvDefineSpace,
+        NV_UNDEFINE_SPACE = NvUndefineSpace,
+        NV_UNDEFINE_SPACE_SPECIAL = NvUndefineSpaceSpecial,
+        NV_WRITE = NvWrite,
+        NV_READ = NvRead,
+        NV_READ_PUBLIC = NvReadPublic,
+        NV_INCREMENT = NvIncrement,
+        NV_EXTEND = NvExtend,
+        NV_SET_BITS = NvSetBits,
+        NV_WRITE_LOCK = NvWriteLock,
+        NV_READ_LOCK = NvReadLock,
+        NV_GLOBAL_WRITE_LOCK = NvGlobalWriteLock,
+        NV_CHANGE_AUTH = NvChangeAuth,
+        SET_COMMAND_CODE_AUDIT_STATUS = SetCommandCodeAuditStatus,
     }
 }
 
@@ -169,6 +258,20 @@ impl CommandDef {
 
 /// Every command family's table.
 const FAMILIES: &[&[CommandDef]] = &[
+    asym::COMMANDS,
+    attestation::COMMANDS,
+    context::COMMANDS,
+    credential::COMMANDS,
+    duplication::COMMANDS,
+    ecc::COMMANDS,
+    hmac::COMMANDS,
+    nv::COMMANDS,
+    object::COMMANDS,
+    policy::COMMANDS,
+    primary::COMMANDS,
+    session::COMMANDS,
+    signature::COMMANDS,
+    symmetric::COMMANDS,
     startup::COMMANDS,
     testing::COMMANDS,
     random::COMMANDS,

@@ -2,9 +2,11 @@
 //! what `Platform::commit` stores); [`Volatile`] is lost at `_TPM_Init`.
 
 pub mod auth;
+pub mod nv;
 pub mod objects;
 pub mod pcr;
 pub mod persist;
+pub mod persistent;
 
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -95,6 +97,10 @@ pub struct PersistentState {
     pub orderly: Option<Orderly>,
     /// TPMA_PERMANENT.tpmGeneratedEPS etc. are implied; totalResetCount for audit.
     pub total_reset_count: u32,
+    /// NV indices.
+    pub nv: nv::NvStore,
+    /// Persistent objects.
+    pub persistent: persistent::PersistentObjects,
 }
 
 impl PersistentState {
@@ -126,6 +132,8 @@ impl PersistentState {
             da: DaState::default(),
             orderly: None,
             total_reset_count: 0,
+            nv: nv::NvStore::default(),
+            persistent: persistent::PersistentObjects::default(),
         }
     }
 }

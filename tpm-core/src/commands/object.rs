@@ -1,0 +1,8 @@
+//! Part 3, 12 "Object Commands": Create, Load, LoadExternal, ReadPublic, ObjectChangeAuth, Unseal, CreateLoaded.
+//!
+//! Not implemented yet: the table is empty, so these commands answer TPM_RC_COMMAND_CODE and
+//! GetCapability does not list them.
+
+use crate::commands::CommandDef;
+
+pub const COMMANDS: &[CommandDef] = &[];

@@ -1,0 +1,8 @@
+//! Part 3, 23 "Enhanced Authorization (EA) Commands": Policy* commands.
+//!
+//! Not implemented yet: the table is empty, so these commands answer TPM_RC_COMMAND_CODE and
+//! GetCapability does not list them.
+
+use crate::commands::CommandDef;
+
+pub const COMMANDS: &[CommandDef] = &[];
