@@ -238,6 +238,8 @@ pub enum Outcome {
         rc: u32,
         /// Response length in bytes.
         len: usize,
+        /// Bytes received after the first response (swtpm answers an 8 KiB command twice).
+        extra: usize,
     },
     /// The server closed the connection without answering.
     Closed,
@@ -251,7 +253,12 @@ impl Outcome {
     /// Short form for tables: `8001/0x0000014e`, `closed`, `no answer`.
     pub fn short(&self) -> String {
         match self {
-            Outcome::Response { tag, rc, .. } => format!("{tag:04x}/{rc:#010x}"),
+            Outcome::Response {
+                tag, rc, extra: 0, ..
+            } => format!("{tag:04x}/{rc:#010x}"),
+            Outcome::Response { tag, rc, extra, .. } => {
+                format!("{tag:04x}/{rc:#010x} +{extra}B")
+            }
             Outcome::Closed => "closed".into(),
             Outcome::NoAnswer => "no answer".into(),
             Outcome::Garbage(bytes) => format!("garbage {}", hex(&bytes[..bytes.len().min(16)])),
@@ -299,11 +306,20 @@ pub fn send_once(port: u16, bytes: &[u8], half_close: bool, timeout: Duration) -
     if got.is_empty() {
         return Ok(Outcome::Closed);
     }
-    match Response::parse(&got) {
+    let len = if got.len() >= 10 {
+        be32(&got[2..6]) as usize
+    } else {
+        0
+    };
+    if len < 10 || len > got.len() {
+        return Ok(Outcome::Garbage(got));
+    }
+    match Response::parse(&got[..len]) {
         Ok(r) => Ok(Outcome::Response {
             tag: r.tag,
             rc: r.rc,
-            len: got.len(),
+            len,
+            extra: got.len() - len,
         }),
         Err(_) => Ok(Outcome::Garbage(got)),
     }
