@@ -3,9 +3,13 @@
 //!
 //! - [`layout`]: the OVMF GUIDed footer table and `ASEV` metadata an SNP `-bios` image carries;
 //! - [`measure`]: the SNP launch digest (report MEASUREMENT) via the `sev` crate;
-//! - [`synthetic`]: a minimal image with that layout, for tests and golden digests.
+//! - [`synthetic`]: a minimal image with that layout, for tests and golden digests;
+//! - [`manifest`]: `manifest.json`, what a tenant pins;
+//! - [`cli`]: the library side of `ukvtpm measure` and `ukvtpm verify`.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod layout;
+pub mod manifest;
 pub mod measure;
 pub mod synthetic;
