@@ -2,3 +2,4 @@
 
 pub mod drbg;
 pub mod hash;
+pub mod kdf;
