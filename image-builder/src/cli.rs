@@ -19,15 +19,14 @@ pub enum CliError {
     Manifest(#[from] ManifestError),
     /// Verification refused the report.
     #[error("report REFUSED: {0}")]
-    Verify(#[from] VerifyError),
+    Verify(VerifyError),
     /// File I/O.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
+        /// Cause (shown in the message, not chained, so it is printed once).
+        cause: std::io::Error,
     },
     /// No VCEK certificate available.
     #[error(
@@ -44,6 +43,12 @@ pub enum CliError {
         /// Expected digits.
         len: usize,
     },
+}
+
+impl From<VerifyError> for CliError {
+    fn from(e: VerifyError) -> Self {
+        CliError::Verify(e)
+    }
 }
 
 /// `ukvtpm measure IMG --vcpus N --vcpu-type T [--guest-features F]`: the launch digest in hex.
@@ -69,9 +74,9 @@ pub fn measure(
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|source| CliError::Io {
+    std::fs::read(path).map_err(|cause| CliError::Io {
         what: format!("reading {what} {}", path.display()),
-        source,
+        cause,
     })
 }
 

@@ -81,9 +81,9 @@ impl BuildInputs {
     pub fn from_workspace(workspace_root: &Path) -> Result<Self, ManifestError> {
         let read = |name: &str| {
             let p = workspace_root.join(name);
-            std::fs::read(&p).map_err(|source| ManifestError::Io {
+            std::fs::read(&p).map_err(|cause| ManifestError::Io {
                 what: format!("reading {}", p.display()),
-                source,
+                cause,
             })
         };
         let lock = read("Cargo.lock")?;
@@ -161,13 +161,12 @@ pub enum ManifestError {
     #[error(transparent)]
     Measure(#[from] MeasureError),
     /// File I/O.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
+        /// Cause (shown in the message, not chained, so it is printed once).
+        cause: std::io::Error,
     },
     /// JSON.
     #[error("manifest JSON is invalid: {0}")]
@@ -253,9 +252,9 @@ impl Manifest {
     /// # Errors
     /// I/O errors naming the file.
     pub fn write(&self, path: &Path) -> Result<(), ManifestError> {
-        std::fs::write(path, self.to_json()?).map_err(|source| ManifestError::Io {
+        std::fs::write(path, self.to_json()?).map_err(|cause| ManifestError::Io {
             what: format!("writing {}", path.display()),
-            source,
+            cause,
         })
     }
 
@@ -264,9 +263,9 @@ impl Manifest {
     /// # Errors
     /// As [`Manifest::from_json`], plus read errors.
     pub fn read(path: &Path) -> Result<Self, ManifestError> {
-        let s = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        let s = std::fs::read_to_string(path).map_err(|cause| ManifestError::Io {
             what: format!("reading manifest {}", path.display()),
-            source,
+            cause,
         })?;
         Self::from_json(&s)
     }

@@ -158,13 +158,12 @@ pub enum MeasureError {
     )]
     UnknownVcpuType(String),
     /// Reading the image or writing the scratch copy failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {cause}")]
     Io {
         /// What was being done.
         what: String,
-        /// Cause.
-        #[source]
-        source: std::io::Error,
+        /// Cause (shown in the message, not chained, so it is printed once).
+        cause: std::io::Error,
     },
     /// The `sev` crate refused the image or parameters.
     #[error("SNP measurement (sev crate) failed: {0}")]
@@ -175,7 +174,10 @@ pub enum MeasureError {
 fn scratch_copy(image: &[u8]) -> Result<tempfile::NamedTempFile, MeasureError> {
     let io = |what: &str| {
         let what = what.to_owned();
-        move |source| MeasureError::Io { what, source }
+        move |source| MeasureError::Io {
+            what,
+            cause: source,
+        }
     };
     let mut f = tempfile::Builder::new()
         .prefix("ukvtpm-measure-")
@@ -246,9 +248,9 @@ pub fn snp_launch_digest_file(
     path: &Path,
     params: &LaunchParams,
 ) -> Result<LaunchDigest, MeasureError> {
-    let image = std::fs::read(path).map_err(|source| MeasureError::Io {
+    let image = std::fs::read(path).map_err(|cause| MeasureError::Io {
         what: format!("reading image {}", path.display()),
-        source,
+        cause,
     })?;
     snp_launch_digest(&image, params)
 }

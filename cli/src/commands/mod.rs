@@ -1,3 +1,5 @@
 //! One module per subcommand: its clap `Args` struct and its `run`.
 
+pub mod measure;
 pub mod serve;
+pub mod verify;
