@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ukvtpm_attest::verify::{Certs, VerifyError, hex, parse_certificate, verify};
 
-use crate::manifest::{Manifest, ManifestError, parse_hex};
+use crate::manifest::{BuildInputs, Manifest, ManifestError, ManifestOptions, parse_hex};
 use crate::measure::{LaunchParams, MeasureError, VcpuType, snp_launch_digest_file, to_hex};
 
 /// Errors of the CLI functions; each message says what failed and what to do.
@@ -71,6 +71,19 @@ pub fn measure(
         },
     )?;
     Ok(to_hex(&d))
+}
+
+/// Measures `image` and writes `manifest.json` to `out` (for `ukvtpm build`), with build inputs
+/// from `workspace_root` and default options (see [`ManifestOptions::new`]). Returns the JSON.
+///
+/// # Errors
+/// Unreadable or non-SNP image, missing workspace files, write errors.
+pub fn write_manifest(image: &Path, out: &Path, workspace_root: &Path) -> Result<String, CliError> {
+    let bytes = read(image, "image")?;
+    let opts = ManifestOptions::new(BuildInputs::from_workspace(workspace_root)?);
+    let m = Manifest::for_image(&bytes, &opts)?;
+    m.write(out)?;
+    Ok(m.to_json()?)
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, CliError> {
@@ -179,6 +192,18 @@ mod tests {
         assert!(e.to_string().contains("unknown vCPU type"));
         let e = measure(&dir.path().join("missing"), 1, "EPYC-v4", 0x1).unwrap_err();
         assert!(e.to_string().contains("reading image"));
+    }
+
+    #[test]
+    fn writes_manifest_for_an_image() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = dir.path().join("img.bin");
+        std::fs::write(&img, synthetic::build(&synthetic::Params::default())).expect("write");
+        let out = dir.path().join("manifest.json");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let json = write_manifest(&img, &out, &root).expect("manifest");
+        assert_eq!(std::fs::read_to_string(&out).expect("read back"), json);
+        assert!(Manifest::from_json(&json).is_ok());
     }
 
     #[test]
