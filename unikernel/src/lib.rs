@@ -1,0 +1,30 @@
+//! ukvtpm backend unikernel (DESIGN §6): boots as `-bios` firmware under QEMU, drives one
+//! virtio-net device and serves the TPM engine over TCP (swtpm data-channel protocol).
+//!
+//! Host-testable logic (framing, clock arithmetic, the TCP service over any smoltcp device)
+//! lives in modules that build everywhere and forbid `unsafe`. Hardware modules (`arch`, `mm`,
+//! `pci`, `virtio`) and the boot flow (`kernel`) exist only for `target_os = "none"`; `unsafe`
+//! is allowed only in `arch`, `mm`, `pci` and `virtio`.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod clock;
+pub mod engine;
+pub mod server;
+pub mod snp;
+pub mod swtpm;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod kernel;
+#[cfg(target_os = "none")]
+pub mod mm;
+#[cfg(target_os = "none")]
+pub mod pci;
+#[cfg(target_os = "none")]
+pub mod virtio;
+
+/// TCP port of the TPM data channel inside the guest (swtpm's default data port).
+pub const TPM_PORT: u16 = 2321;
