@@ -39,12 +39,23 @@ fn rc(response: &[u8]) -> u32 {
         .map_or(u32::MAX, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// Two adjacent free ports (P, P+1) on 127.0.0.1, as far as can be told now.
+/// Two adjacent free ports (P, P+1) on 127.0.0.1, as far as can be told now. Chosen below the
+/// ephemeral range (32768+), where the client side of closed connections (TIME_WAIT) piles up.
 fn free_port_pair() -> Result<u16> {
-    for _ in 0..50 {
-        let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        let port = a.local_addr()?.port();
-        if port < 65535 && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).is_ok() {
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut x = (std::process::id() ^ nanos ^ call.wrapping_mul(0x9e37_79b9)) | 1;
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        let port = 20000 + (x % 12000) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+            && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 1)).is_ok()
+        {
             return Ok(port);
         }
     }

@@ -53,10 +53,13 @@ pub struct Args {
 /// left untouched), or a port is taken.
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let store = StateDir::open(&args.state)?;
+    let mut store = StateDir::open(&args.state)?;
     let listeners = Listeners::bind(args.port)?;
     let state_path = store.state_path();
     let existing = store.load()?;
+    // Manufacture and the start-up TPM2_Startup are acknowledged to no one: one durable write
+    // for both, before the first response (see StateDir::defer).
+    store.defer();
     let platform = HostPlatform::new(store);
     let engine = match existing {
         Some(blob) => {
@@ -92,6 +95,12 @@ pub fn run(args: Args) -> Result<()> {
             rc => tracing::warn!("TPM2_Startup(CLEAR) at start answered {rc:x?}"),
         }
     }
+    device
+        .tpm_mut()
+        .platform_mut()
+        .store_mut()
+        .end_deferral()
+        .with_context(|| format!("cannot write the state file {}", state_path.display()))?;
     let port = listeners.port();
     let server =
         Server::new(listeners, device, args.protocol).context("setting up the event loop")?;

@@ -88,6 +88,11 @@ impl<T: Tpm> Device<T> {
         &self.tpm
     }
 
+    /// The engine, mutably.
+    pub fn tpm_mut(&mut self) -> &mut T {
+        &mut self.tpm
+    }
+
     /// Executes `command` at the current locality.
     ///
     /// A stopped TPM answers `TPM_RC_FAILURE` (as swtpm does); a TPM without power answers

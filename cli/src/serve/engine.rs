@@ -28,6 +28,13 @@ impl HostPlatform {
     }
 }
 
+impl HostPlatform {
+    /// The state directory.
+    pub fn store_mut(&mut self) -> &mut StateDir {
+        &mut self.store
+    }
+}
+
 impl Platform for HostPlatform {
     fn entropy(&mut self, dest: &mut [u8]) {
         if let Err(e) = getrandom::fill(dest) {

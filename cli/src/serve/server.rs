@@ -28,7 +28,10 @@ const SIGNALS: Token = Token(2);
 const FIRST_CONNECTION: usize = 3;
 
 /// Connections served at once; more are accepted and closed at once.
-pub const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 256;
+/// Connections accepted per round before the other ready sockets get their turn (so a client
+/// that connects and hangs up in a tight loop cannot starve the hang-ups it leaves behind).
+const ACCEPT_BATCH: usize = 8;
 /// Input buffer per connection: the largest framed command plus slack.
 const IN_CAPACITY: usize = 8192;
 
@@ -70,11 +73,19 @@ impl Listeners {
                 }
             })
         };
-        Ok(Listeners {
+        let listeners = Listeners {
             data: bind(port)?,
             ctrl: bind(ctrl_port)?,
             port,
-        })
+        };
+        // Accepted sockets inherit TCP_NODELAY from the listener (Linux), which saves a
+        // setsockopt per connection; the swtpm: TCTI makes one connection per command.
+        for l in [&listeners.data, &listeners.ctrl] {
+            if let Err(e) = socket2::SockRef::from(l).set_tcp_nodelay(true) {
+                tracing::debug!("TCP_NODELAY on a listener: {e}");
+            }
+        }
+        Ok(listeners)
     }
 
     /// The data port P.
@@ -118,11 +129,11 @@ enum Flush {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, port: Port) -> Self {
+    fn new(stream: TcpStream, port: Port, inbuf: Box<[u8]>) -> Self {
         Conn {
             stream,
             port,
-            inbuf: vec![0u8; IN_CAPACITY].into_boxed_slice(),
+            inbuf,
             inlen: 0,
             out: Vec::new(),
             out_pos: 0,
@@ -213,10 +224,14 @@ pub struct Server<T: Tpm> {
     signals: Signals,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
+    /// Input buffers of closed connections, for reuse.
+    buffers: Vec<Box<[u8]>>,
     open: usize,
     device: Device<T>,
     protocol: Protocol,
     terminate: bool,
+    /// A listener may have connections waiting (its last round stopped at [`ACCEPT_BATCH`]).
+    accept_pending: [bool; 2],
 }
 
 impl<T: Tpm> Server<T> {
@@ -238,10 +253,12 @@ impl<T: Tpm> Server<T> {
             signals,
             conns: Vec::new(),
             free: Vec::new(),
+            buffers: Vec::new(),
             open: 0,
             device,
             protocol,
             terminate: false,
+            accept_pending: [false; 2],
         })
     }
 
@@ -253,9 +270,12 @@ impl<T: Tpm> Server<T> {
     pub fn run(mut self) -> io::Result<Device<T>> {
         let mut events = Events::with_capacity(64);
         while !self.terminate {
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = if self.accept_pending.contains(&true) {
+                Some(std::time::Duration::ZERO)
+            } else {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -265,7 +285,14 @@ impl<T: Tpm> Server<T> {
             for event in events.iter() {
                 self.dispatch(event);
             }
-            self.expire(Instant::now());
+            for port in [Port::Data, Port::Control] {
+                if self.accept_pending[port as usize] {
+                    self.accept(port);
+                }
+            }
+            if timeout.is_some() {
+                self.expire(Instant::now());
+            }
         }
         for key in 0..self.conns.len() {
             if let Some(conn) = self.conns[key].as_mut() {
@@ -278,8 +305,8 @@ impl<T: Tpm> Server<T> {
 
     fn dispatch(&mut self, event: &Event) {
         match event.token() {
-            DATA_LISTENER => self.accept(Port::Data),
-            CTRL_LISTENER => self.accept(Port::Control),
+            DATA_LISTENER => self.accept_pending[Port::Data as usize] = true,
+            CTRL_LISTENER => self.accept_pending[Port::Control as usize] = true,
             SIGNALS => {
                 for signal in self.signals.pending() {
                     tracing::info!(signal, "signal received: stopping");
@@ -298,18 +325,24 @@ impl<T: Tpm> Server<T> {
         }
     }
 
+    /// Accepts up to [`ACCEPT_BATCH`] connections and serves what they sent already.
     fn accept(&mut self, port: Port) {
-        loop {
+        for _ in 0..ACCEPT_BATCH {
             let listener = match port {
                 Port::Data => &self.listeners.data,
                 Port::Control => &self.listeners.ctrl,
             };
-            let mut stream = match listener.accept() {
+            let stream = match listener.accept() {
                 Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending[port as usize] = false;
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // E.g. out of file descriptors: retry after the next event.
                     tracing::warn!("accept failed: {e}");
+                    self.accept_pending[port as usize] = false;
                     return;
                 }
             };
@@ -317,33 +350,45 @@ impl<T: Tpm> Server<T> {
                 tracing::warn!("{MAX_CONNECTIONS} connections open: refusing another");
                 continue;
             }
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY: {e}");
-            }
             let key = self.free.pop().unwrap_or_else(|| {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
-            let token = Token(key + FIRST_CONNECTION);
-            let interest = Interest::READABLE.add(Interest::WRITABLE);
-            if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
-                tracing::warn!("cannot watch a new connection: {e}");
-                self.free.push(key);
-                continue;
-            }
-            self.conns[key] = Some(Conn::new(stream, port));
+            let inbuf = self
+                .buffers
+                .pop()
+                .unwrap_or_else(|| vec![0u8; IN_CAPACITY].into_boxed_slice());
+            self.conns[key] = Some(Conn::new(stream, port, inbuf));
             self.open += 1;
             tracing::trace!(?port, key, "connection accepted");
-            // The first request is usually there already.
+            // The first request is usually there already: answer it before anything else, and
+            // only then ask epoll about the socket (ADD reports data or a hang-up that arrived
+            // in between, so nothing is missed).
             self.drive(key);
+            let Some(Some(conn)) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let token = Token(key + FIRST_CONNECTION);
+            let interest = Interest::READABLE.add(Interest::WRITABLE);
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut conn.stream, token, interest)
+            {
+                tracing::warn!("cannot watch a new connection: {e}");
+                self.close(key);
+            }
         }
     }
 
     fn close(&mut self, key: usize) {
         if let Some(slot) = self.conns.get_mut(key)
-            && slot.take().is_some()
+            && let Some(conn) = slot.take()
         {
             // Closing the socket removes it from the epoll set.
+            if self.buffers.len() < 8 {
+                self.buffers.push(conn.inbuf);
+            }
             self.free.push(key);
             self.open -= 1;
             tracing::trace!(key, "connection closed");

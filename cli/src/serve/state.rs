@@ -45,6 +45,9 @@ pub struct StateDir {
     dir_handle: File,
     /// Held (flock) until the server exits.
     _lock: File,
+    /// While starting up, nothing has been acknowledged to anyone yet: the newest state is kept
+    /// here and written once, durably, by [`StateDir::end_deferral`].
+    deferred: Option<Option<Vec<u8>>>,
 }
 
 impl StateDir {
@@ -105,6 +108,7 @@ impl StateDir {
             dir: dir.to_owned(),
             dir_handle,
             _lock: lock,
+            deferred: None,
         })
     }
 
@@ -126,11 +130,33 @@ impl StateDir {
         }
     }
 
+    /// From now until [`StateDir::end_deferral`], [`StateDir::store`] only remembers the newest
+    /// state (start-up: manufacture and `TPM2_Startup` cost one durable write, not two).
+    pub fn defer(&mut self) {
+        self.deferred = Some(None);
+    }
+
+    /// Durably writes the state stored since [`StateDir::defer`], if any; stores are immediate
+    /// again afterwards. Must be called before any response leaves the server.
+    ///
+    /// # Errors
+    /// Any I/O error; the old state file is then still in place.
+    pub fn end_deferral(&mut self) -> io::Result<()> {
+        match self.deferred.take() {
+            Some(Some(state)) => self.store(&state),
+            _ => Ok(()),
+        }
+    }
+
     /// Atomically replaces the state file with `state` and waits until it is durable.
     ///
     /// # Errors
     /// Any I/O error; the old state file is then still in place.
-    pub fn store(&self, state: &[u8]) -> io::Result<()> {
+    pub fn store(&mut self, state: &[u8]) -> io::Result<()> {
+        if let Some(pending) = self.deferred.as_mut() {
+            *pending = Some(state.to_vec());
+            return Ok(());
+        }
         let tmp = self.dir.join(TEMP_FILE);
         let result = (|| {
             let mut f = OpenOptions::new()
@@ -159,7 +185,7 @@ mod tests {
     fn store_then_load() -> Result<(), Box<dyn std::error::Error>> {
         let tmp = tempfile::tempdir()?;
         let dir = tmp.path().join("new");
-        let s = StateDir::open(&dir)?;
+        let mut s = StateDir::open(&dir)?;
         assert_eq!(s.load()?, None);
         s.store(b"one")?;
         s.store(b"two")?;
@@ -170,6 +196,22 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, [LOCK_FILE, STATE_FILE]);
+        Ok(())
+    }
+
+    #[test]
+    fn deferred_stores_are_written_once_at_the_end() -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        let mut s = StateDir::open(tmp.path())?;
+        s.store(b"old")?;
+        s.defer();
+        s.store(b"one")?;
+        s.store(b"two")?;
+        assert_eq!(s.load()?.as_deref(), Some(&b"old"[..]));
+        s.end_deferral()?;
+        assert_eq!(s.load()?.as_deref(), Some(&b"two"[..]));
+        s.store(b"three")?;
+        assert_eq!(s.load()?.as_deref(), Some(&b"three"[..]));
         Ok(())
     }
 
