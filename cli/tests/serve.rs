@@ -583,11 +583,24 @@ fn misbehaving_clients_do_not_wedge_the_server() -> Result {
         t.elapsed()
     );
     assert_eq!(server.ctrl(&[0, 0, 0, 5, 0])?, word(0));
-    // A client that half-closes after its command still gets the answer.
+    // A client that half-closes after its command still gets the answer, at once even if the
+    // command is shorter than its size field says.
     let mut s = server.connect()?;
     s.write_all(&GET_RANDOM)?;
     s.shutdown(Shutdown::Write)?;
     assert_eq!(rc(&read_response(&mut s)?), 0);
+    let mut s = server.connect()?;
+    let mut short = GET_RANDOM;
+    short[5] = 30;
+    s.write_all(&short)?;
+    s.shutdown(Shutdown::Write)?;
+    let t = Instant::now();
+    assert_eq!(rc(&read_response(&mut s)?), 0x142);
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
     // The stalled control request is dropped after its deadline.
     let mut buf = [0u8; 4];
     assert_eq!(stalled_ctrl.read(&mut buf)?, 0);

@@ -450,7 +450,7 @@ impl<T: Tpm> Server<T> {
         let (consumed, bytes, then) = match conn.port {
             Port::Data => {
                 let simulator = self.protocol == Protocol::Mssim;
-                let Some(parsed) = data::parse(buf, simulator, conn.idle) else {
+                let Some(parsed) = data::parse(buf, simulator, conn.idle || conn.eof) else {
                     return false;
                 };
                 let (bytes, then) = serve_data(&mut self.device, parsed.request, &mut conn.discard);
