@@ -40,6 +40,17 @@ pub fn tool(tool: &str) -> Result<PathBuf> {
 /// Checks that the tpm2-tss TCTI library `name` (`swtpm` or `mssim`) can be loaded.
 pub fn tcti(name: &str) -> Result<()> {
     let file = format!("libtss2-tcti-{name}.so.0");
+    if tcti_lib_present(&file) {
+        return Ok(());
+    }
+    bail!(
+        "the tpm2-tss TCTI library {file} is not installed.\n  install it with: {}",
+        install_command(&[&format!("libtss2-tcti-{name}0")])
+    )
+}
+
+/// True if the shared library `file` is in one of the system library directories.
+pub fn tcti_lib_present(file: &str) -> bool {
     let dirs = [
         "/usr/lib/x86_64-linux-gnu",
         "/usr/lib/aarch64-linux-gnu",
@@ -47,13 +58,7 @@ pub fn tcti(name: &str) -> Result<()> {
         "/usr/lib",
         "/usr/local/lib",
     ];
-    if dirs.iter().any(|d| Path::new(d).join(&file).exists()) {
-        return Ok(());
-    }
-    bail!(
-        "the tpm2-tss TCTI library {file} is not installed.\n  install it with: {}",
-        install_command(&[&format!("libtss2-tcti-{name}0")])
-    )
+    dirs.iter().any(|d| Path::new(d).join(file).exists())
 }
 
 /// `command -v`, without a shell.

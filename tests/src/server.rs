@@ -258,31 +258,6 @@ impl Server {
         self.work.path().join("server.log")
     }
 
-    fn command(&self, port: u16) -> Command {
-        let state = self.state_dir();
-        let mut cmd = Command::new(&self.bin);
-        match self.kind {
-            Kind::Swtpm => {
-                cmd.args(["socket", "--tpm2", "--server"])
-                    .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                    .arg("--ctrl")
-                    .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                    .arg("--tpmstate")
-                    .arg(format!("dir={}", state.display()))
-                    .args(["--flags", "not-need-init,startup-clear"]);
-            }
-            Kind::Ukvtpm(protocol) => {
-                cmd.arg("serve")
-                    .arg("--port")
-                    .arg(port.to_string())
-                    .arg("--state")
-                    .arg(&state)
-                    .args(["--protocol", protocol.arg()]);
-            }
-        }
-        cmd
-    }
-
     fn spawn(&mut self) -> Result<()> {
         let mut last_error = None;
         for _attempt in 0..8 {
@@ -292,7 +267,7 @@ impl Server {
                 .append(true)
                 .open(self.log_path())
                 .context("opening the server log")?;
-            let mut cmd = self.command(port);
+            let mut cmd = command(self.kind, &self.bin, port, &self.state_dir());
             cmd.stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log);
@@ -410,6 +385,32 @@ fn signal(child: &Child, sig: libc::c_int) {
             libc::kill(pid, sig);
         }
     }
+}
+
+/// The command line that starts `kind` (binary `bin`) on 127.0.0.1:`port` (control channel on
+/// `port` + 1) with its state in `state`.
+pub fn command(kind: Kind, bin: &Path, port: u16, state: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    match kind {
+        Kind::Swtpm => {
+            cmd.args(["socket", "--tpm2", "--server"])
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .arg("--tpmstate")
+                .arg(format!("dir={}", state.display()))
+                .args(["--flags", "not-need-init,startup-clear"]);
+        }
+        Kind::Ukvtpm(protocol) => {
+            cmd.arg("serve")
+                .arg("--port")
+                .arg(port.to_string())
+                .arg("--state")
+                .arg(state)
+                .args(["--protocol", protocol.arg()]);
+        }
+    }
+    cmd
 }
 
 /// A port P such that P and P+1 are both free on 127.0.0.1 right now.

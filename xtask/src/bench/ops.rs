@@ -1,0 +1,528 @@
+//! `cargo xtask bench ops`: swtpm and `ukvtpm serve` (release build) side by side, on this
+//! machine, in one run.
+//!
+//! Measured for each server (issue 3, item 7):
+//! * raw round trip with our own client speaking the socket protocol (plain swtpm framing):
+//!   p50 and p99 over `--calls` calls, on one persistent connection and with a new TCP connection
+//!   per command (what the `swtpm:` TCTI does);
+//! * server CPU time per command: delta of utime+stime in `/proc/PID/stat` over a loop of at
+//!   least [`CPU_LOOP`] (the clock tick is 10 ms, so a long loop keeps the error near 1 %);
+//! * spawn to first successful response (GetRandom) with a fresh state directory;
+//! * whole tpm2-tools commands through the `swtpm:` TCTI: median over `--runs` runs;
+//! * server RSS at the end.
+//!
+//! The TPM returns at most 8 PCR digests per PCR_Read, so reading 24 SHA-256 PCRs is measured as
+//! the sequence of 3 calls (as tpm2_pcrread does) and one 8-PCR call is measured on its own.
+//!
+//! Adding a row: add an entry to [`raw_ops`] or [`TOOL_OPS`]; adding a column (the unikernel):
+//! add a [`Subject`].
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use ukvtpm_tests::raw::{self, Client, Framing, alg};
+use ukvtpm_tests::server::{command, free_port_pair};
+use ukvtpm_tests::{Kind, Protocol, Server};
+
+use super::parse_count;
+use super::report::Report;
+use crate::{build_ukvtpm, deps, target_dir};
+
+/// How long each CPU-per-command loop runs.
+const CPU_LOOP: Duration = Duration::from_millis(1500);
+/// Start-up measurements per server.
+const STARTUP_RUNS: usize = 10;
+
+pub struct Options {
+    /// Raw calls per latency measurement.
+    calls: usize,
+    /// tpm2-tools runs per command.
+    runs: usize,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Options> {
+        for (i, a) in args.iter().enumerate() {
+            let is_value = i > 0 && matches!(args[i - 1].as_str(), "--calls" | "--runs");
+            if !is_value && !matches!(a.as_str(), "--calls" | "--runs") {
+                bail!("unknown option `{a}` (options: --calls N, --runs N)");
+            }
+        }
+        let opts = Options {
+            calls: parse_count(args, "--calls", 2000)?,
+            runs: parse_count(args, "--runs", 20)?,
+        };
+        ensure!(opts.calls >= 100, "--calls must be at least 100");
+        ensure!(opts.runs >= 3, "--runs must be at least 3");
+        Ok(opts)
+    }
+}
+
+/// A system under test: one column of the report.
+struct Subject {
+    name: &'static str,
+    kind: Kind,
+    bin: PathBuf,
+}
+
+/// A raw operation: a sequence of commands sent one after the other.
+struct RawOp {
+    name: &'static str,
+    commands: Vec<Vec<u8>>,
+}
+
+fn raw_ops() -> Vec<RawOp> {
+    vec![
+        RawOp {
+            name: "GetRandom 32 bytes",
+            commands: vec![raw::get_random(32)],
+        },
+        RawOp {
+            name: "PCR_Read 8 SHA-256 PCRs (1 call)",
+            commands: vec![raw::pcr_read(alg::SHA256, 0..8)],
+        },
+        RawOp {
+            name: "PCR_Read 24 SHA-256 PCRs (3 calls)",
+            commands: vec![
+                raw::pcr_read(alg::SHA256, 0..8),
+                raw::pcr_read(alg::SHA256, 8..16),
+                raw::pcr_read(alg::SHA256, 16..24),
+            ],
+        },
+        RawOp {
+            name: "Hash 1 KiB SHA-256",
+            commands: vec![raw::hash(&[0x5A; 1024], alg::SHA256)],
+        },
+    ]
+}
+
+/// Whole tpm2-tools commands: (label, tool, args). `{1k}` is replaced by a 1 KiB file.
+const TOOL_OPS: &[(&str, &str, &[&str])] = &[
+    ("tpm2_getrandom 32", "tpm2_getrandom", &["--hex", "32"]),
+    ("tpm2_pcrread sha256:all", "tpm2_pcrread", &["sha256:all"]),
+    (
+        "tpm2_hash 1 KiB sha256",
+        "tpm2_hash",
+        &["-g", "sha256", "--hex", "{1k}"],
+    ),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Persistent,
+    NewConnection,
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    deps::run()?;
+    ukvtpm_tests::require::tcti("swtpm")?;
+    let subjects = vec![
+        Subject {
+            name: "swtpm",
+            kind: Kind::Swtpm,
+            bin: ukvtpm_tests::require::tool("swtpm")?,
+        },
+        Subject {
+            name: "ukvtpm",
+            kind: Kind::Ukvtpm(Protocol::Swtpm),
+            bin: build_ukvtpm(true)?,
+        },
+    ];
+    let mut report = Report::new("ops", subjects.iter().map(|s| s.name.to_string()).collect());
+    report.facts = vec![
+        ("raw calls per measurement".into(), opts.calls.to_string()),
+        ("tpm2-tools runs per command".into(), opts.runs.to_string()),
+        ("CPU loop per measurement".into(), format!("{CPU_LOOP:?}")),
+        (
+            "cores".into(),
+            std::thread::available_parallelism()
+                .map_or(0, |n| n.get())
+                .to_string(),
+        ),
+        ("ukvtpm build".into(), "release".into()),
+        ("swtpm".into(), tool_version("swtpm", &["--version"])),
+        (
+            "tpm2-tools".into(),
+            tool_version("tpm2_getrandom", &["--version"]),
+        ),
+    ];
+    let steps = 1 + raw_ops().len() * 2 + 2;
+    let mut step = 0;
+    let mut progress = |what: &str| {
+        step += 1;
+        eprintln!("bench ops [{step}/{steps}] {what}");
+    };
+
+    // Start-up first, while nothing else runs.
+    progress("spawn to first response");
+    let mut startup = Vec::new();
+    for s in &subjects {
+        let times = startup_times(s, STARTUP_RUNS)?;
+        eprintln!("    {:<7} median {:.2} ms", s.name, median(&times));
+        startup.push(times);
+    }
+
+    let mut servers = Vec::new();
+    for s in &subjects {
+        servers.push(
+            Server::start_with(s.kind, "swtpm", s.bin.clone())
+                .with_context(|| format!("starting {}", s.name))?,
+        );
+    }
+
+    let ops = raw_ops();
+    // latency[op][mode][subject] = samples (µs); cpu[op][mode][subject] = µs per op.
+    let mut latency = Vec::new();
+    let mut cpu = Vec::new();
+    let mut failures = Vec::new();
+    for op in &ops {
+        let mut by_mode = Vec::new();
+        let mut cpu_by_mode = Vec::new();
+        for mode in [Mode::Persistent, Mode::NewConnection] {
+            progress(&format!(
+                "{} ({})",
+                op.name,
+                match mode {
+                    Mode::Persistent => "persistent connection",
+                    Mode::NewConnection => "new connection per command",
+                }
+            ));
+            let mut per_subject = Vec::new();
+            let mut cpu_per_subject = Vec::new();
+            for (s, server) in subjects.iter().zip(&servers) {
+                // A failing operation (e.g. not implemented yet) leaves a gap in the table
+                // instead of aborting the whole run.
+                let measured = latencies(server, op, mode, opts.calls)
+                    .and_then(|samples| Ok((samples, cpu_per_op(server, op, mode)?)));
+                match measured {
+                    Ok((samples, cpu_us)) => {
+                        eprintln!(
+                            "    {:<7} p50 {:>7.1} µs  p99 {:>7.1} µs  server CPU {:>6.2} µs",
+                            s.name,
+                            percentile(&samples, 50.0),
+                            percentile(&samples, 99.0),
+                            cpu_us
+                        );
+                        per_subject.push(Some(samples));
+                        cpu_per_subject.push(Some(cpu_us));
+                    }
+                    Err(e) => {
+                        eprintln!("    {:<7} FAILED: {e:#}", s.name);
+                        failures.push(format!("{}: {}: {}", s.name, op.name, first_line(&e)));
+                        per_subject.push(None);
+                        cpu_per_subject.push(None);
+                    }
+                }
+            }
+            by_mode.push(per_subject);
+            cpu_by_mode.push(cpu_per_subject);
+        }
+        latency.push(by_mode);
+        cpu.push(cpu_by_mode);
+    }
+    progress("server memory (RSS)");
+    let rss: Vec<Option<f64>> = servers.iter().map(|s| s.pid().and_then(rss_mib)).collect();
+
+    progress("whole tpm2-tools commands (swtpm: TCTI)");
+    let mut tools = Vec::new();
+    for (label, tool, args) in TOOL_OPS {
+        let mut per_subject = Vec::new();
+        for (s, server) in subjects.iter().zip(&servers) {
+            match tool_times(server, tool, args, opts.runs) {
+                Ok(times) => {
+                    eprintln!("    {:<7} {label}: median {:.2} ms", s.name, median(&times));
+                    per_subject.push(Some(median(&times)));
+                }
+                Err(e) => {
+                    eprintln!("    {:<7} {label}: FAILED: {e:#}", s.name);
+                    failures.push(format!("{}: {label}: {}", s.name, first_line(&e)));
+                    per_subject.push(None);
+                }
+            }
+        }
+        tools.push(per_subject);
+    }
+    for mut server in servers {
+        server.stop()?;
+    }
+
+    // Rows, group by group.
+    for (m, group) in [
+        (0, "raw round trip, persistent connection"),
+        (1, "raw round trip, new connection per command"),
+    ] {
+        for (o, op) in ops.iter().enumerate() {
+            for (p, label) in [(50.0, "p50"), (99.0, "p99")] {
+                report.add(
+                    group,
+                    &format!("{} {label}", op.name),
+                    "µs",
+                    latency[o][m]
+                        .iter()
+                        .map(|s: &Option<Vec<f64>>| s.as_ref().map(|s| percentile(s, p)))
+                        .collect(),
+                );
+            }
+        }
+    }
+    for (o, op) in ops.iter().enumerate() {
+        for (m, label) in [(0, "persistent"), (1, "new connection")] {
+            report.add(
+                "server CPU time per operation",
+                &format!("{}, {label}", op.name),
+                "µs",
+                cpu[o][m].clone(),
+            );
+        }
+    }
+    report.add(
+        "start-up",
+        &format!("spawn to first response, fresh state (median of {STARTUP_RUNS})"),
+        "ms",
+        startup.iter().map(|t| Some(median(t))).collect(),
+    );
+    for ((label, _, _), values) in TOOL_OPS.iter().zip(&tools) {
+        report.add(
+            &format!("tpm2-tools command, median of {}", opts.runs),
+            label,
+            "ms",
+            values.clone(),
+        );
+    }
+    report.add("memory", "server RSS after the run", "MiB", rss);
+
+    println!("{}", report.table());
+    let (json, md) = report.write(&target_dir().join("bench"))?;
+    println!("wrote {} and {}", json.display(), md.display());
+    if !failures.is_empty() {
+        bail!(
+            "{} measurements failed (gaps in the table):\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn tool_version(tool: &str, args: &[&str]) -> String {
+    std::process::Command::new(tool)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn check_ok(op: &str, response: &[u8]) -> Result<()> {
+    let rc = response.get(6..10).context("short response")?;
+    if rc != [0, 0, 0, 0] {
+        bail!("{op} returned rc 0x{}", raw::hex(rc));
+    }
+    Ok(())
+}
+
+fn run_op(client: &mut Client, op: &RawOp) -> Result<()> {
+    for cmd in &op.commands {
+        let response = client.transact(cmd)?;
+        check_ok(op.name, &response)?;
+    }
+    Ok(())
+}
+
+fn run_op_new_connections(port: u16, op: &RawOp) -> Result<()> {
+    for cmd in &op.commands {
+        let mut client = Client::connect(port, Framing::Plain)?;
+        let response = client.transact(cmd)?;
+        check_ok(op.name, &response)?;
+    }
+    Ok(())
+}
+
+/// Per-operation wall times in µs (after a warm-up of 10 %).
+fn latencies(server: &Server, op: &RawOp, mode: Mode, calls: usize) -> Result<Vec<f64>> {
+    let port = server.port();
+    let mut samples = Vec::with_capacity(calls);
+    match mode {
+        Mode::Persistent => {
+            let mut client = Client::connect(port, Framing::Plain)?;
+            for _ in 0..calls / 10 {
+                run_op(&mut client, op)?;
+            }
+            for _ in 0..calls {
+                let t = Instant::now();
+                run_op(&mut client, op)?;
+                samples.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        Mode::NewConnection => {
+            for _ in 0..calls / 10 {
+                run_op_new_connections(port, op)?;
+            }
+            for _ in 0..calls {
+                let t = Instant::now();
+                run_op_new_connections(port, op)?;
+                samples.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// Server CPU time (utime + stime, µs) per operation over a loop of [`CPU_LOOP`].
+fn cpu_per_op(server: &Server, op: &RawOp, mode: Mode) -> Result<f64> {
+    let pid = server.pid().context("server not running")?;
+    let port = server.port();
+    let mut client = match mode {
+        Mode::Persistent => Some(Client::connect(port, Framing::Plain)?),
+        Mode::NewConnection => None,
+    };
+    let before = cpu_us(pid)?;
+    let start = Instant::now();
+    let mut ops = 0u64;
+    while start.elapsed() < CPU_LOOP {
+        match client.as_mut() {
+            Some(c) => run_op(c, op)?,
+            None => run_op_new_connections(port, op)?,
+        }
+        ops += 1;
+    }
+    let after = cpu_us(pid)?;
+    Ok((after - before) / ops as f64)
+}
+
+/// utime + stime of process `pid` in µs (includes exited threads).
+fn cpu_us(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state): utime is field 14, stime field 15.
+    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ensure!(ticks > 0.0, "sysconf(_SC_CLK_TCK) failed");
+    Ok((utime + stime) * 1e6 / ticks)
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Spawn to first successful GetRandom response, in ms, `runs` times with fresh state.
+fn startup_times(subject: &Subject, runs: usize) -> Result<Vec<f64>> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let dir = tempfile::tempdir()?;
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state)?;
+        let port = free_port_pair()?;
+        let mut cmd = command(subject.kind, &subject.bin, port, &state);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let start = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", subject.name))?;
+        let result = first_response(port, start, &mut child);
+        let _ = child.kill();
+        let _ = child.wait();
+        times.push(result.with_context(|| format!("{} start-up", subject.name))?);
+    }
+    Ok(times)
+}
+
+fn first_response(port: u16, start: Instant, child: &mut std::process::Child) -> Result<f64> {
+    let request = raw::get_random(8);
+    loop {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("no response within 10 s");
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("server exited ({status}) before answering");
+        }
+        let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+            std::thread::sleep(Duration::from_micros(50));
+            continue;
+        };
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        if stream.write_all(&request).is_err() {
+            continue;
+        }
+        let mut header = [0u8; 10];
+        if stream.read_exact(&mut header).is_err() {
+            continue;
+        }
+        if header[6..10] == [0, 0, 0, 0] {
+            return Ok(start.elapsed().as_secs_f64() * 1e3);
+        }
+        // Answered, but not ready yet (e.g. TPM_RC_INITIALIZE): try again.
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+/// Wall times in ms of `runs` runs of one tool (after one warm-up run).
+fn tool_times(server: &Server, tool: &str, args: &[&str], runs: usize) -> Result<Vec<f64>> {
+    let input = server.path("1k.bin");
+    std::fs::write(&input, [0x5Au8; 1024])?;
+    let input = input.to_str().context("path")?.to_string();
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == "{1k}" { input.as_str() } else { a })
+        .collect();
+    let tpm = server.tpm2();
+    tpm.run(tool, &args)?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        tpm.run(tool, &args)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(times)
+}
+
+fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn median(samples: &[f64]) -> f64 {
+    percentile(samples, 50.0)
+}
+
+fn first_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
