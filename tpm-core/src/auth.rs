@@ -178,7 +178,11 @@ fn auth_value(ctx: &Ctx<'_>, h: Handle) -> TpmResult<AuthValue> {
         h if h.kind() == HandleType::Pcr => AuthValue::default(),
         h => match ctx.tpm.vs.objects.get(h) {
             Some(Slot::Sequence(seq)) => seq.auth.clone(),
-            None => return Err(TpmRc::HANDLE),
+            Some(Slot::Object(o)) => o.auth(),
+            None => match crate::entity::auth_value(ctx, h) {
+                Some(a) => a,
+                None => return Err(TpmRc::HANDLE),
+            },
         },
     })
 }

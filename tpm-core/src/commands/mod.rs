@@ -179,6 +179,12 @@ pub enum HandleKind {
     Object,
     /// TPMI_DH_CONTEXT: anything FlushContext/ContextSave accept (objects, sessions).
     Context,
+    /// TPMI_RH_HIERARCHY+: owner, endorsement, platform or TPM_RH_NULL (CreatePrimary).
+    HierarchyOrNull,
+    /// TPMI_DH_PARENT+: a loaded object, a hierarchy or TPM_RH_NULL (CreateLoaded).
+    Parent,
+    /// TPMI_RH_ENDORSEMENT (GetTime privacyAdminHandle).
+    Endorsement,
 }
 
 /// A handle-area slot: what it accepts and which authorization role it needs, if any.
@@ -374,9 +380,23 @@ pub fn check_handle(ctx: &Ctx<'_>, kind: HandleKind, h: Handle, n: u8) -> TpmRes
                     Err(TpmRc::HANDLE.handle(n))
                 }
             }
-            HandleType::Persistent => Err(TpmRc::HANDLE.handle(n)),
+            HandleType::Persistent => persistent_object(ctx, h, n),
             _ => Err(value),
         },
+        HandleKind::HierarchyOrNull if h == Handle::NULL => Ok(()),
+        HandleKind::HierarchyOrNull => {
+            one_of(&[Handle::OWNER, Handle::ENDORSEMENT, Handle::PLATFORM])
+        }
+        HandleKind::Parent => match h.kind() {
+            HandleType::Permanent => one_of(&[
+                Handle::OWNER,
+                Handle::ENDORSEMENT,
+                Handle::PLATFORM,
+                Handle::NULL,
+            ]),
+            _ => check_handle(ctx, HandleKind::Object, h, n),
+        },
+        HandleKind::Endorsement => one_of(&[Handle::ENDORSEMENT]),
         HandleKind::Context => match h.kind() {
             HandleType::Transient => {
                 if ctx.tpm.vs.objects.contains(h) {
@@ -388,5 +408,24 @@ pub fn check_handle(ctx: &Ctx<'_>, kind: HandleKind, h: Handle, n: u8) -> TpmRes
             HandleType::HmacSession | HandleType::PolicySession => Err(TpmRc::HANDLE.handle(n)),
             _ => Err(value),
         },
+    }
+}
+
+/// A persistent object that exists and whose hierarchy is enabled (reference
+/// EntityGetLoadStatus for TPM_HT_PERSISTENT).
+fn persistent_object(ctx: &Ctx<'_>, h: Handle, n: u8) -> TpmResult<()> {
+    let Some(hierarchy) = crate::entity::hierarchy(ctx, h) else {
+        return Err(TpmRc::HANDLE.handle(n));
+    };
+    let enabled = match hierarchy {
+        Handle::OWNER => ctx.tpm.vs.sh_enable,
+        Handle::ENDORSEMENT => ctx.tpm.vs.eh_enable,
+        Handle::PLATFORM => ctx.tpm.vs.ph_enable,
+        _ => true,
+    };
+    if enabled {
+        Ok(())
+    } else {
+        Err(TpmRc::HIERARCHY.handle(n))
     }
 }

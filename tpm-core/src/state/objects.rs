@@ -2,10 +2,12 @@
 //! (Part 1, 15.2 "Transient Objects"; Part 3, 17 "Hash/HMAC/Event Sequences").
 
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::crypto::hash::{HashAlg, Hasher};
 use crate::handle::Handle;
+use crate::object::Object;
 use crate::state::AuthValue;
 
 /// Transient object slots (TPM_PT_HR_TRANSIENT_MIN). libtpms has 3; we offer more so clients
@@ -33,8 +35,11 @@ pub enum SequenceKind {
 
 /// Everything that can occupy a transient handle.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Slot {
     Sequence(HashSequence),
+    /// A loaded object (Part 1, 23). Shared so handlers can hold it while using `ctx`.
+    Object(Arc<Object>),
 }
 
 /// Loaded transient entities by handle.
@@ -42,6 +47,11 @@ pub enum Slot {
 pub struct ObjectStore {
     slots: BTreeMap<u32, Slot>,
     next: u32,
+    /// Persistent objects rebuilt from NV (see `crate::entity::object`); dropped with the
+    /// rest of volatile state, and by EvictControl for its handle.
+    pub persistent_cache: BTreeMap<u32, Arc<Object>>,
+    /// Sequence number of the last saved context (TPMS_CONTEXT.sequence).
+    context_sequence: u64,
 }
 
 impl ObjectStore {
@@ -97,6 +107,26 @@ impl ObjectStore {
 
     pub fn clear(&mut self) {
         self.slots.clear();
+    }
+
+    /// The next saved-context sequence number.
+    pub fn next_context_sequence(&mut self) -> u64 {
+        self.context_sequence = self.context_sequence.wrapping_add(1);
+        self.context_sequence
+    }
+
+    /// The loaded object at transient handle `h`.
+    pub fn object(&self, h: Handle) -> Option<&Arc<Object>> {
+        match self.slots.get(&h.0) {
+            Some(Slot::Object(o)) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Removes every object of `hierarchy` (the hierarchy was disabled or its seed changed).
+    pub fn flush_hierarchy(&mut self, hierarchy: Handle) {
+        self.slots
+            .retain(|_, s| !matches!(s, Slot::Object(o) if o.hierarchy == hierarchy));
     }
 }
 
