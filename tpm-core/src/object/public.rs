@@ -538,7 +538,9 @@ impl Public {
                 }
             }
             Params::SymCipher { symmetric } => {
-                if sign {
+                // sign means "may encrypt" for a symmetric key (Part 2, 8.3.3.1.7); a
+                // restricted (storage) symmetric key does neither for callers.
+                if restricted && sign {
                     return Err(TpmRc::ATTRIBUTES);
                 }
                 if restricted && symmetric.mode != alg::CFB {
