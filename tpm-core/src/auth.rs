@@ -11,7 +11,6 @@ use alloc::vec::Vec;
 use crate::commands::CommandDef;
 use crate::context::Ctx;
 use crate::handle::{Handle, HandleType};
-use crate::marshal::Writer;
 use crate::rc::{TpmRc, TpmResult};
 use crate::state::{AuthValue, Slot};
 
@@ -50,30 +49,52 @@ pub struct SessionIn<'a> {
 }
 
 /// Splits the authorization area off `rest` (what follows the handle area) and parses its
-/// sessions. Returns the sessions and the parameter area.
-pub fn parse_area(rest: &[u8]) -> TpmResult<(Vec<SessionIn<'_>>, &[u8])> {
-    if rest.len() < 4 {
-        return Err(TpmRc::AUTHSIZE);
-    }
-    let auth_size = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    let rest = &rest[4..];
-    // The smallest session is handle(4) + nonce size(2) + attributes(1) + hmac size(2).
+/// sessions (reference ExecCommand + RetrieveSessionData). Returns the sessions and the
+/// parameter area.
+pub fn parse_area<'a>(ctx: &Ctx<'_>, rest: &'a [u8]) -> TpmResult<(Vec<SessionIn<'a>>, &'a [u8])> {
+    // authorizationSize itself missing: the bare unmarshalling code.
+    let Some((size, rest)) = rest.split_first_chunk::<4>() else {
+        return Err(TpmRc::INSUFFICIENT);
+    };
+    let auth_size = u32::from_be_bytes(*size) as usize;
+    // The smallest session is handle(4) + nonce size(2) + attributes(1) + hmac size(2);
+    // libtpms answers an impossible authorizationSize with a bare TPM_RC_SIZE.
     if auth_size < 9 || auth_size > rest.len() {
-        return Err(TpmRc::AUTHSIZE);
+        return Err(TpmRc::SIZE);
     }
     let (mut area, params) = rest.split_at(auth_size);
     let mut sessions = Vec::new();
     while !area.is_empty() {
-        if sessions.len() >= MAX_SESSIONS {
-            return Err(TpmRc::AUTHSIZE);
-        }
         let n = (sessions.len() + 1) as u8;
+        if sessions.len() >= MAX_SESSIONS {
+            // A size error numbered one past the last allowed session, as libtpms does.
+            return Err(TpmRc::SIZE.session(n));
+        }
         let (s, tail) = parse_session(area).map_err(|rc| rc.session(n))?;
         check_session_shape(&s).map_err(|rc| rc.session(n))?;
+        if s.handle != Handle::PASSWORD {
+            if !session_loaded(ctx, s.handle) {
+                // TPM_RC_REFERENCE_S0 + session index (0-based).
+                return Err(TpmRc(TpmRc::REFERENCE_S0.0 + u32::from(n - 1)));
+            }
+            // The same session may not appear twice.
+            if sessions
+                .iter()
+                .any(|o: &SessionIn<'_>| o.handle == s.handle)
+            {
+                return Err(TpmRc::HANDLE.session(n));
+            }
+        }
         sessions.push(s);
         area = tail;
     }
     Ok((sessions, params))
+}
+
+/// Is `h` (an HMAC or policy session handle) a loaded session of the matching kind?
+/// No sessions exist until the sessions work lands: the sessions engineer replaces this body.
+pub fn session_loaded(ctx: &Ctx<'_>, h: Handle) -> bool {
+    ctx.tpm.vs.sessions.is_loaded(h)
 }
 
 fn take<'a>(buf: &mut &'a [u8], n: usize) -> TpmResult<&'a [u8]> {
@@ -136,38 +157,26 @@ fn check_session_shape(s: &SessionIn<'_>) -> TpmResult<()> {
     Ok(())
 }
 
-/// Authorizes the command's handles with its sessions (Part 1, 19.6-19.7).
+/// Authorizes the command's handles with its sessions (Part 1, 19.6-19.7; reference
+/// ParseSessionBuffer after RetrieveSessionData). Session i authorizes the i-th handle that
+/// needs authorization (Part 1, 18.4: those handles come first); the session processing
+/// itself (password, HMAC and policy) is in [`crate::session::process`]. `params` is the
+/// parameter area as received (for cpHash).
 pub fn authorize(
     ctx: &mut Ctx<'_>,
     def: &CommandDef,
     handles: &[Handle],
     sessions: &[SessionIn<'_>],
-) -> TpmResult<()> {
+    params: &[u8],
+) -> TpmResult<crate::session::CommandSessions> {
     if sessions.len() < def.auth_count() {
         return Err(TpmRc::AUTH_MISSING);
     }
-    // Session handles that are not password sessions must be loaded sessions.
-    for (i, s) in sessions.iter().enumerate() {
-        if s.handle != Handle::PASSWORD {
-            // No HMAC/policy sessions are loaded yet: TPM_RC_REFERENCE_S0 + index.
-            return Err(TpmRc(0x918 + i as u32));
-        }
-    }
-    let auth_handles = def
-        .handles
-        .iter()
-        .zip(handles)
-        .filter(|(slot, _)| slot.auth.is_some())
-        .map(|(_, h)| *h);
-    for (i, (h, s)) in auth_handles.zip(sessions).enumerate() {
-        let n = (i + 1) as u8;
-        check_password(ctx, h, s.hmac, n)?;
-    }
-    Ok(())
+    crate::session::process(ctx, def, handles, sessions, params)
 }
 
 /// The authValue of an entity (Part 1, 19.6.4).
-fn auth_value(ctx: &Ctx<'_>, h: Handle) -> TpmResult<AuthValue> {
+pub fn auth_value(ctx: &Ctx<'_>, h: Handle) -> TpmResult<AuthValue> {
     let ps = ctx.ps();
     Ok(match h {
         Handle::OWNER => ps.owner_auth.clone(),
@@ -176,29 +185,71 @@ fn auth_value(ctx: &Ctx<'_>, h: Handle) -> TpmResult<AuthValue> {
         Handle::PLATFORM => ctx.tpm.vs.platform_auth.clone(),
         Handle::NULL => AuthValue::default(),
         h if h.kind() == HandleType::Pcr => AuthValue::default(),
+        h if h.kind() == HandleType::NvIndex => match ps.nv.get(h) {
+            Some(ix) => ix.auth.clone(),
+            None => return Err(TpmRc::HANDLE),
+        },
+        h if crate::entity::is_object(ctx, h) => {
+            crate::entity::auth_value(ctx, h).ok_or(TpmRc::HANDLE)?
+        }
         h => match ctx.tpm.vs.objects.get(h) {
             Some(Slot::Sequence(seq)) => seq.auth.clone(),
-            Some(Slot::Object(o)) => o.auth(),
-            None => match crate::entity::auth_value(ctx, h) {
-                Some(a) => a,
-                None => return Err(TpmRc::HANDLE),
-            },
+            #[allow(unreachable_patterns)]
+            _ => return Err(TpmRc::HANDLE),
         },
     })
 }
 
-fn check_password(ctx: &mut Ctx<'_>, h: Handle, password: &[u8], n: u8) -> TpmResult<()> {
-    if h == Handle::LOCKOUT && lockout_blocked(ctx) {
-        return Err(TpmRc::LOCKOUT);
+/// Is `h` exempt from dictionary-attack protection (reference IsDAExempted)? Permanent
+/// handles other than lockout, PCRs and sequence objects (noDA) are; objects and NV indices
+/// answer from their noDA attribute once those exist.
+pub fn is_da_exempt(ctx: &Ctx<'_>, h: Handle) -> bool {
+    match h.kind() {
+        HandleType::Permanent => h != Handle::LOCKOUT,
+        HandleType::Pcr => true,
+        HandleType::NvIndex => ctx
+            .ps()
+            .nv
+            .get(h)
+            .is_some_and(|ix| ix.has(crate::state::nv::attr::NO_DA)),
+        HandleType::Transient | HandleType::Persistent if crate::entity::is_object(ctx, h) => {
+            crate::entity::is_da_protected(ctx, h) == Some(false)
+        }
+        HandleType::Transient => matches!(ctx.tpm.vs.objects.get(h), Some(Slot::Sequence(_))),
+        _ => false,
     }
-    let expected = auth_value(ctx, h)?;
-    if expected.matches(password) {
+}
+
+/// Refuses authorization with an authValue while the entity is locked out (reference
+/// CheckLockedOut): lockoutAuth after a failure, others once failedTries reached maxTries.
+pub fn check_locked_out(ctx: &mut Ctx<'_>, h: Handle) -> TpmResult<()> {
+    if is_da_exempt(ctx, h) {
         return Ok(());
     }
     if h == Handle::LOCKOUT {
+        if lockout_blocked(ctx) {
+            return Err(TpmRc::LOCKOUT);
+        }
+    } else {
+        crate::commands::da::self_heal(ctx);
+        let da = &ctx.ps().da;
+        if da.failed_tries >= da.max_tries {
+            return Err(TpmRc::LOCKOUT);
+        }
+    }
+    Ok(())
+}
+
+/// Records an authorization failure (reference IncrementLockout): TPM_RC_BAD_AUTH for
+/// DA-exempt entities, otherwise TPM_RC_AUTH_FAIL and the DA state moves.
+pub fn register_auth_failure(ctx: &mut Ctx<'_>, h: Handle) -> TpmRc {
+    if is_da_exempt(ctx, h) {
+        return TpmRc::BAD_AUTH;
+    }
+    let now = ctx.clock();
+    if h == Handle::LOCKOUT {
         // Part 1, 19.8.3: a failed lockoutAuth blocks it for lockoutRecovery seconds, or
         // until the next TPM Reset when lockoutRecovery is zero.
-        let now = ctx.clock();
         let recovery = ctx.ps().da.lockout_recovery;
         let da = &mut ctx.ps_mut().da;
         if recovery == 0 {
@@ -206,21 +257,25 @@ fn check_password(ctx: &mut Ctx<'_>, h: Handle, password: &[u8], n: u8) -> TpmRe
         } else {
             da.lockout_auth_blocked_until = now.saturating_add(u64::from(recovery) * 1000);
         }
+    } else if ctx.ps().da.recovery_time != 0 {
+        // recoveryTime 0 disables DA protection for everything but lockoutAuth.
+        let da = &mut ctx.ps_mut().da;
+        da.failed_tries = da.failed_tries.saturating_add(1);
+        da.last_failure_clock = now;
     }
-    Err(TpmRc::AUTH_FAIL.session(n))
+    TpmRc::AUTH_FAIL
+}
+
+pub fn check_password(ctx: &mut Ctx<'_>, h: Handle, password: &[u8]) -> TpmResult<()> {
+    check_locked_out(ctx, h)?;
+    let expected = auth_value(ctx, h)?;
+    if expected.matches(password) {
+        return Ok(());
+    }
+    Err(register_auth_failure(ctx, h))
 }
 
 fn lockout_blocked(ctx: &Ctx<'_>) -> bool {
     let da = &ctx.ps().da;
     da.lockout_auth_blocked_until_reset || ctx.clock() < da.lockout_auth_blocked_until
-}
-
-/// Builds the response authorization area (TPMS_AUTH_RESPONSE per session, Part 1, 18.8).
-pub fn response_area(sessions: &[SessionIn<'_>], out: &mut Writer) {
-    for s in sessions {
-        // Password session: empty nonce, continueSession echoed, empty HMAC.
-        out.tpm2b(&[])
-            .u8(s.attributes & attr::CONTINUE_SESSION)
-            .tpm2b(&[]);
-    }
 }

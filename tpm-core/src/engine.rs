@@ -20,7 +20,6 @@ pub const MAX_COMMAND_SIZE: usize = 4096;
 pub const MAX_RESPONSE_SIZE: usize = 4096;
 
 /// TPM_ST values used in headers (Part 2, 6.9).
-const ST_RSP_COMMAND: u16 = 0x00C4;
 const ST_NO_SESSIONS: u16 = 0x8001;
 const ST_SESSIONS: u16 = 0x8002;
 
@@ -189,18 +188,9 @@ impl<P: Platform> Engine<P> {
         }
 
         let body = &command[HEADER_LEN..];
-        let handle_bytes = def.handles.len() * 4;
-        if body.len() < handle_bytes {
-            return Err(TpmRc::INSUFFICIENT);
-        }
+        let handle_count = def.handles.len().min(4);
         let mut handles = [Handle(0); 4];
-        let handles = &mut handles[..def.handles.len().min(4)];
-        for (i, h) in handles.iter_mut().enumerate() {
-            let b = &body[i * 4..i * 4 + 4];
-            *h = Handle(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        }
-        let rest = &body[handle_bytes..];
-
+        let handles = &mut handles[..handle_count];
         let platform: &mut dyn Platform = &mut self.platform;
         let mut ctx = Ctx {
             tpm: &mut self.tpm,
@@ -208,31 +198,59 @@ impl<P: Platform> Engine<P> {
             locality,
             now_ms,
         };
-        for (i, (slot, h)) in def.handles.iter().zip(handles.iter()).enumerate() {
-            commands::check_handle(&ctx, slot.kind, *h, (i + 1) as u8)?;
+        // Reference ParseHandleBuffer then EntityGetLoadStatus: every handle is unmarshalled
+        // (short → TPM_RC_INSUFFICIENT + H, wrong type → TPM_RC_VALUE + H) before any is
+        // looked up (absent/disabled codes), so a type error in a later handle wins over an
+        // absent earlier one.
+        let mut load_error = None;
+        for (i, (slot, h)) in def.handles.iter().zip(handles.iter_mut()).enumerate() {
+            let n = (i + 1) as u8;
+            let b = body
+                .get(i * 4..i * 4 + 4)
+                .ok_or(TpmRc::INSUFFICIENT.handle(n))?;
+            *h = Handle(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            match commands::check_handle(&ctx, slot.kind, *h, n) {
+                Ok(()) => {}
+                Err(rc) if rc.base() == TpmRc::VALUE => return Err(rc),
+                Err(rc) => {
+                    load_error.get_or_insert(rc);
+                }
+            }
         }
+        if let Some(rc) = load_error {
+            return Err(rc);
+        }
+        let rest = body.get(handle_count * 4..).unwrap_or_default();
 
         let (sessions, params): (Vec<SessionIn<'_>>, &[u8]) = if header.sessions {
-            auth::parse_area(rest)?
+            auth::parse_area(&ctx, rest)?
         } else {
             if def.auth_count() > 0 {
                 return Err(TpmRc::AUTH_MISSING);
             }
             (Vec::new(), rest)
         };
-        if header.sessions {
-            auth::authorize(&mut ctx, &def, handles, &sessions)?;
-        }
+        let mut command_sessions = if header.sessions {
+            Some(auth::authorize(&mut ctx, &def, handles, &sessions, params)?)
+        } else {
+            None
+        };
+        // Parameter encryption (Part 1, 21): the handler sees the decrypted first parameter.
+        let decrypted = match &command_sessions {
+            Some(cs) => crate::session::decrypt_first_param(&ctx, cs, params)?,
+            None => None,
+        };
 
         let req = Request {
             cc: header.cc,
             handles,
-            params,
+            params: decrypted.as_deref().unwrap_or(params),
             locality,
         };
         let resp = (def.run)(&mut ctx, &req)?;
+        let mut resp_params = resp.params.into_vec();
 
-        let mut out = Writer::with_capacity(HEADER_LEN + 16 + resp.params.len());
+        let mut out = Writer::with_capacity(HEADER_LEN + 16 + resp_params.len());
         let tag = if header.sessions {
             ST_SESSIONS
         } else {
@@ -242,12 +260,15 @@ impl<P: Platform> Engine<P> {
         if let Some(h) = resp.handle {
             out.u32(h.0);
         }
-        if header.sessions {
-            out.u32(resp.params.len() as u32);
-            out.bytes(resp.params.as_slice());
-            auth::response_area(&sessions, &mut out);
+        if let Some(cs) = command_sessions.as_mut() {
+            // Nonces roll, the first response parameter is encrypted, response HMACs cover
+            // the parameters as sent (Part 1, 19.6.6 and 21).
+            let area = crate::session::respond(&mut ctx, cs, &mut resp_params);
+            out.u32(resp_params.len() as u32);
+            out.bytes(&resp_params);
+            out.bytes(area.as_slice());
         } else {
-            out.bytes(resp.params.as_slice());
+            out.bytes(&resp_params);
         }
         let mut bytes = out.into_vec();
         if bytes.len() > MAX_RESPONSE_SIZE {
@@ -274,7 +295,9 @@ impl Header {
         let sessions = match tag {
             ST_NO_SESSIONS => false,
             ST_SESSIONS => true,
-            _ => return Err(TpmRc::BAD_TAG),
+            // libtpms (swtpm 0.7) answers an unknown tag, TPM 1.2 tags included, with a bare
+            // TPM_RC_VALUE (observed by experiment), not TPM_RC_BAD_TAG.
+            _ => return Err(TpmRc::VALUE),
         };
         if command.len() < HEADER_LEN {
             return Err(TpmRc::INSUFFICIENT);
@@ -288,15 +311,10 @@ impl Header {
     }
 }
 
-/// A 10-byte error response. TPM_RC_BAD_TAG answers with the TPM 1.2 tag TPM_ST_RSP_COMMAND,
-/// as the reference implementation does so that TPM 1.2 software understands the refusal.
+/// A 10-byte error response. Every error, a bad tag included, is answered with
+/// TPM_ST_NO_SESSIONS, as swtpm/libtpms do.
 pub fn error_response(rc: TpmRc) -> Vec<u8> {
-    let tag = if rc == TpmRc::BAD_TAG {
-        ST_RSP_COMMAND
-    } else {
-        ST_NO_SESSIONS
-    };
     let mut out = Writer::with_capacity(HEADER_LEN);
-    out.u16(tag).u32(HEADER_LEN as u32).u32(rc.0);
+    out.u16(ST_NO_SESSIONS).u32(HEADER_LEN as u32).u32(rc.0);
     out.into_vec()
 }

@@ -20,6 +20,7 @@ pub mod marshal;
 pub mod object;
 pub mod platform;
 pub mod rc;
+pub mod session;
 pub mod state;
 
 pub use engine::{Engine, MAX_COMMAND_SIZE, error_response};

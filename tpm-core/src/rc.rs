@@ -104,6 +104,11 @@ impl TpmRc {
     pub const LOCKOUT: Self = Self(RC_WARN + 0x021);
     pub const RETRY: Self = Self(RC_WARN + 0x022);
     pub const NV_UNAVAILABLE: Self = Self(RC_WARN + 0x023);
+    /// The n-th handle refers to a transient object or session that is not loaded:
+    /// TPM_RC_REFERENCE_H0 + n (0-based), a warning.
+    pub const REFERENCE_H0: Self = Self(RC_WARN + 0x010);
+    /// The n-th session handle is not a loaded session: TPM_RC_REFERENCE_S0 + n (0-based).
+    pub const REFERENCE_S0: Self = Self(RC_WARN + 0x018);
 
     /// True for format-one codes, which can carry a parameter/handle/session number.
     pub const fn is_fmt1(self) -> bool {

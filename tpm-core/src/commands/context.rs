@@ -93,6 +93,12 @@ fn protection_keys(
 fn context_save(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     Reader::params(req.params).finish()?;
     let h = req.handles[0];
+    if matches!(
+        h.kind(),
+        HandleType::HmacSession | HandleType::PolicySession
+    ) {
+        return crate::session::context_save(ctx, h).map(Response::params);
+    }
     if h.kind() != HandleType::Transient {
         return Err(TpmRc::HANDLE.handle(1));
     }
@@ -155,6 +161,16 @@ fn context_load(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let hierarchy = Handle(r.raw_u32()?);
     let blob = r.raw_tpm2b(4096)?;
     r.finish()?;
+    if matches!(
+        Handle(saved).kind(),
+        HandleType::HmacSession | HandleType::PolicySession
+    ) {
+        let handle = crate::session::context_load(ctx, sequence, Handle(saved), blob)?;
+        return Ok(Response {
+            handle: Some(handle),
+            params: Writer::new(),
+        });
+    }
     if saved != SAVED_OBJECT && saved != SAVED_ST_CLEAR {
         return Err(TpmRc::HANDLE.param(1));
     }
@@ -220,7 +236,7 @@ fn decode_object(data: &[u8], hierarchy: Handle) -> TpmResult<Object> {
 }
 
 /// Part 3, 28.4 TPM2_FlushContext: flushHandle is a parameter (TPMI_DH_CONTEXT). Transient
-/// objects and sequences are handled here; session handles are for the session code to add.
+/// objects and sequences, and sessions (`crate::session::flush`).
 #[doc(alias = "TPM2_FlushContext")]
 fn flush_context(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let mut r = Reader::params(req.params);
@@ -233,7 +249,13 @@ fn flush_context(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
             }
             Ok(Response::empty())
         }
-        HandleType::HmacSession | HandleType::PolicySession => Err(TpmRc::HANDLE.param(1)),
+        HandleType::HmacSession | HandleType::PolicySession => {
+            // Loaded or saved sessions (the exclusive-audit mark goes with them).
+            if !crate::session::flush(ctx, h) {
+                return Err(TpmRc::HANDLE.param(1));
+            }
+            Ok(Response::empty())
+        }
         _ => Err(TpmRc::VALUE.param(1)),
     }
 }

@@ -185,6 +185,18 @@ pub enum HandleKind {
     Parent,
     /// TPMI_RH_ENDORSEMENT (GetTime privacyAdminHandle).
     Endorsement,
+    /// TPMI_DH_OBJECT+: a loaded object or TPM_RH_NULL (StartAuthSession tpmKey).
+    ObjectOrNull,
+    /// TPMI_DH_ENTITY: hierarchy, object, NV index or PCR (PolicySecret authHandle).
+    Entity,
+    /// TPMI_DH_ENTITY+: an entity or TPM_RH_NULL (StartAuthSession bind).
+    EntityOrNull,
+    /// TPMI_RH_NV_INDEX: a defined NV index.
+    NvIndex,
+    /// TPMI_RH_NV_AUTH: owner, platform or a defined NV index.
+    NvAuth,
+    /// TPMI_SH_POLICY: a loaded policy (or trial) session.
+    PolicySession,
 }
 
 /// A handle-area slot: what it accepts and which authorization role it needs, if any.
@@ -373,13 +385,7 @@ pub fn check_handle(ctx: &Ctx<'_>, kind: HandleKind, h: Handle, n: u8) -> TpmRes
         HandleKind::Provision => one_of(&[Handle::OWNER, Handle::PLATFORM]),
         HandleKind::Platform => one_of(&[Handle::PLATFORM]),
         HandleKind::Object => match h.kind() {
-            HandleType::Transient => {
-                if ctx.tpm.vs.objects.contains(h) {
-                    Ok(())
-                } else {
-                    Err(TpmRc::HANDLE.handle(n))
-                }
-            }
+            HandleType::Transient => present_transient(ctx, h, n),
             HandleType::Persistent => persistent_object(ctx, h, n),
             _ => Err(value),
         },
@@ -398,16 +404,78 @@ pub fn check_handle(ctx: &Ctx<'_>, kind: HandleKind, h: Handle, n: u8) -> TpmRes
         },
         HandleKind::Endorsement => one_of(&[Handle::ENDORSEMENT]),
         HandleKind::Context => match h.kind() {
-            HandleType::Transient => {
-                if ctx.tpm.vs.objects.contains(h) {
+            HandleType::Transient => present_transient(ctx, h, n),
+            HandleType::HmacSession | HandleType::PolicySession => {
+                if crate::auth::session_loaded(ctx, h) {
                     Ok(())
                 } else {
-                    Err(TpmRc::HANDLE.handle(n))
+                    Err(reference_h(n))
                 }
             }
-            HandleType::HmacSession | HandleType::PolicySession => Err(TpmRc::HANDLE.handle(n)),
             _ => Err(value),
         },
+        HandleKind::ObjectOrNull if h == Handle::NULL => Ok(()),
+        HandleKind::ObjectOrNull => check_handle(ctx, HandleKind::Object, h, n),
+        HandleKind::EntityOrNull if h == Handle::NULL => Ok(()),
+        HandleKind::Entity | HandleKind::EntityOrNull => match h.kind() {
+            HandleType::Permanent => one_of(&[
+                Handle::OWNER,
+                Handle::ENDORSEMENT,
+                Handle::PLATFORM,
+                Handle::LOCKOUT,
+            ]),
+            HandleType::Transient | HandleType::Persistent => {
+                check_handle(ctx, HandleKind::Object, h, n)
+            }
+            HandleType::NvIndex => check_handle(ctx, HandleKind::NvIndex, h, n),
+            HandleType::Pcr => check_handle(ctx, HandleKind::Pcr, h, n),
+            _ => Err(value),
+        },
+        HandleKind::NvIndex => match h.kind() {
+            HandleType::NvIndex => nv_accessible(ctx, h, n),
+            _ => Err(value),
+        },
+        HandleKind::NvAuth => match h.kind() {
+            HandleType::NvIndex => nv_accessible(ctx, h, n),
+            _ => one_of(&[Handle::OWNER, Handle::PLATFORM]),
+        },
+        HandleKind::PolicySession => match h.kind() {
+            HandleType::PolicySession if ctx.tpm.vs.sessions.is_loaded(h) => Ok(()),
+            HandleType::PolicySession => Err(reference_h(n)),
+            _ => Err(value),
+        },
+    }
+}
+
+/// A defined NV index whose hierarchy is enabled (reference NvIndexIsAccessible as used by
+/// EntityGetLoadStatus): TPM_RC_HANDLE otherwise.
+fn nv_accessible(ctx: &Ctx<'_>, h: Handle, n: u8) -> TpmResult<()> {
+    let Some(ix) = ctx.ps().nv.get(h) else {
+        return Err(TpmRc::HANDLE.handle(n));
+    };
+    let enabled = if ix.has(crate::state::nv::attr::PLATFORMCREATE) {
+        ctx.tpm.vs.ph_enable_nv
+    } else {
+        ctx.tpm.vs.sh_enable
+    };
+    if enabled {
+        Ok(())
+    } else {
+        Err(TpmRc::HANDLE.handle(n))
+    }
+}
+
+/// TPM_RC_REFERENCE_H0 + (n - 1): the n-th handle names a transient object or session that
+/// is not loaded (reference EntityGetLoadStatus).
+pub fn reference_h(n: u8) -> TpmRc {
+    TpmRc(TpmRc::REFERENCE_H0.0 + u32::from(n.saturating_sub(1)))
+}
+
+fn present_transient(ctx: &Ctx<'_>, h: Handle, n: u8) -> TpmResult<()> {
+    if ctx.tpm.vs.objects.contains(h) {
+        Ok(())
+    } else {
+        Err(reference_h(n))
     }
 }
 

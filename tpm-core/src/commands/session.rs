@@ -1,8 +1,165 @@
-//! Part 3, 11 "Session Commands": StartAuthSession, PolicyRestart.
-//!
-//! Not implemented yet: the table is empty, so these commands answer TPM_RC_COMMAND_CODE and
-//! GetCapability does not list them.
+//! Part 3, 11 "Session Commands": TPM2_StartAuthSession. (PolicyRestart is in `policy.rs`,
+//! with the other Part 3, 23 commands.)
 
-use crate::commands::CommandDef;
+use alloc::vec::Vec;
 
-pub const COMMANDS: &[CommandDef] = &[];
+use crate::commands::{CommandDef, HandleKind, Request, Response, cc, plain};
+use crate::context::Ctx;
+use crate::crypto::hash::{HashAlg, MAX_DIGEST_SIZE};
+use crate::crypto::kdf;
+use crate::handle::{Handle, HandleType};
+use crate::marshal::{Reader, Writer};
+use crate::rc::{TpmRc, TpmResult};
+use crate::session::{self as sp, ALG_AES, ALG_CFB, ALG_NULL, ALG_XOR};
+use crate::state::nv::NvType;
+use crate::state::sessions::{
+    MAX_LOADED_SESSIONS, PolicyState, Session, SessionKind, SessionSymmetric,
+};
+
+pub const COMMANDS: &[CommandDef] = &[CommandDef {
+    cc: cc::START_AUTH_SESSION,
+    handles: &[
+        plain(HandleKind::ObjectOrNull),
+        plain(HandleKind::EntityOrNull),
+    ],
+    response_handle: true,
+    run: start_auth_session,
+}];
+
+/// Largest encrypted salt (TPM2B_ENCRYPTED_SECRET: sizeof(TPMU_ENCRYPTED_SECRET)).
+const MAX_ENCRYPTED_SECRET: usize = 512;
+
+/// Reads a TPMT_SYM_DEF+ (Part 2, 11.1.6) as a session accepts it: AES (CFB mode only,
+/// checked later), XOR with a hash, or NULL.
+fn read_sym_def(r: &mut Reader<'_>) -> TpmResult<SessionSymmetric> {
+    r.begin();
+    let alg = r.raw_u16()?;
+    match alg {
+        ALG_NULL => Ok(SessionSymmetric {
+            alg,
+            key_bits: 0,
+            mode: ALG_NULL,
+        }),
+        ALG_XOR => {
+            let hash = r.raw_u16()?;
+            if HashAlg::from_alg_id(hash).is_none() {
+                return Err(r.err(TpmRc::HASH));
+            }
+            Ok(SessionSymmetric {
+                alg,
+                key_bits: hash,
+                mode: ALG_NULL,
+            })
+        }
+        ALG_AES => {
+            let key_bits = r.raw_u16()?;
+            if !matches!(key_bits, 128 | 192 | 256) {
+                return Err(r.err(TpmRc::VALUE));
+            }
+            let mode = r.raw_u16()?;
+            // TPMI_ALG_SYM_MODE+: CTR, OFB, CBC, CFB, ECB or NULL.
+            if !matches!(mode, 0x0040..=0x0044 | ALG_NULL) {
+                return Err(r.err(TpmRc::MODE));
+            }
+            Ok(SessionSymmetric {
+                alg,
+                key_bits,
+                mode,
+            })
+        }
+        _ => Err(r.err(TpmRc::SYMMETRIC)),
+    }
+}
+
+/// Part 3, 11.1 TPM2_StartAuthSession.
+#[doc(alias = "TPM2_StartAuthSession")]
+fn start_auth_session(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let tpm_key = req.handles.first().copied().unwrap_or(Handle::NULL);
+    let bind = req.handles.get(1).copied().unwrap_or(Handle::NULL);
+    let mut r = Reader::params(req.params);
+    let nonce_caller = r.tpm2b(MAX_DIGEST_SIZE)?;
+    let encrypted_salt = r.tpm2b(MAX_ENCRYPTED_SECRET)?;
+    let kind = match r.u8()? {
+        0x00 => SessionKind::Hmac,
+        0x01 => SessionKind::Policy,
+        0x03 => SessionKind::Trial,
+        _ => return Err(r.err(TpmRc::VALUE)),
+    };
+    let symmetric = read_sym_def(&mut r)?;
+    let alg = HashAlg::from_alg_id(r.u16()?).ok_or(r.err(TpmRc::HASH))?;
+    r.finish()?;
+
+    if nonce_caller.len() < 16 || nonce_caller.len() > alg.digest_size() {
+        return Err(TpmRc::SIZE.param(1));
+    }
+    let salt: Vec<u8> = if tpm_key != Handle::NULL {
+        if encrypted_salt.is_empty() {
+            return Err(TpmRc::VALUE.param(2));
+        }
+        sp::decrypt_salt(ctx, tpm_key, encrypted_salt)?
+    } else {
+        if !encrypted_salt.is_empty() {
+            return Err(TpmRc::VALUE.param(2));
+        }
+        Vec::new()
+    };
+    if bind.kind() == HandleType::NvIndex
+        && let Some(ix) = ctx.ps().nv.get(bind)
+        && matches!(ix.nv_type(), NvType::PinFail | NvType::PinPass)
+    {
+        return Err(TpmRc::HANDLE.handle(2));
+    }
+    if symmetric.alg == ALG_AES && symmetric.mode != ALG_CFB {
+        return Err(TpmRc::MODE.param(4));
+    }
+    if ctx.tpm.vs.sessions.loaded_count() >= MAX_LOADED_SESSIONS {
+        return Err(TpmRc::SESSION_MEMORY);
+    }
+
+    let mut nonce_tpm = alloc::vec![0u8; nonce_caller.len()];
+    ctx.random(&mut nonce_tpm);
+    // sessionKey = KDFa(authHash, bind authValue || salt, "ATH", nonceTPM, nonceCaller,
+    // digest bits) when bound or salted (Part 1, 19.6.8).
+    let session_key = if bind != Handle::NULL || !salt.is_empty() {
+        let mut key = sp::entity_auth(ctx, bind).as_bytes().to_vec();
+        key.extend_from_slice(&salt);
+        kdf::kdfa(
+            alg,
+            &key,
+            b"ATH",
+            &nonce_tpm,
+            nonce_caller,
+            (alg.digest_size() * 8) as u32,
+        )
+    } else {
+        Vec::new()
+    };
+    let da_bound = bind != Handle::NULL && !crate::auth::is_da_exempt(ctx, bind);
+    let session = Session {
+        kind,
+        alg,
+        nonce_tpm: nonce_tpm.clone(),
+        session_key,
+        symmetric,
+        bound: (bind != Handle::NULL && kind == SessionKind::Hmac)
+            .then(|| sp::bind_value(ctx, bind)),
+        da_bound,
+        lockout_bound: da_bound && bind == Handle::LOCKOUT,
+        policy_digest: alloc::vec![0u8; alg.digest_size()],
+        policy: PolicyState::default(),
+        start_time_ms: ctx.time(),
+        audit_digest: None,
+    };
+    let handle = ctx
+        .tpm
+        .vs
+        .sessions
+        .insert(session)
+        .ok_or(TpmRc::SESSION_HANDLES)?;
+    let mut out = Writer::with_capacity(2 + nonce_tpm.len());
+    out.tpm2b(&nonce_tpm);
+    Ok(Response {
+        handle: Some(handle),
+        params: out,
+    })
+}

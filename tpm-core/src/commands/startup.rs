@@ -64,6 +64,8 @@ fn startup(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
         (_, Some(_)) => {
             // TPM Restart.
             ctx.ps_mut().restart_count += 1;
+            // NV per-boot locks end (Part 3, 31: WRITE_STCLEAR, READ_STCLEAR, CLEAR_STCLEAR).
+            ctx.ps_mut().nv.startup_clear(false);
         }
         (_, None) => {
             // TPM Reset: new null seed, counters.
@@ -72,6 +74,7 @@ fn startup(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
             ps.restart_count = 0;
             ps.total_reset_count += 1;
             ps.da.lockout_auth_blocked_until_reset = false;
+            ps.nv.startup_clear(true);
         }
     }
     let mut seed = alloc::vec![0u8; 48];

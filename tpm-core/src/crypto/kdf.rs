@@ -43,10 +43,10 @@ fn truncate_bits(mut out: Vec<u8>, bits: u32) -> Vec<u8> {
     let bytes = bits.div_ceil(8) as usize;
     out.truncate(bytes);
     let extra = bits % 8;
-    if extra != 0 {
-        if let Some(first) = out.first_mut() {
-            *first &= (1u8 << extra) - 1;
-        }
+    if extra != 0
+        && let Some(first) = out.first_mut()
+    {
+        *first &= (1u8 << extra) - 1;
     }
     out
 }
@@ -125,6 +125,9 @@ mod tests {
         let odd = kdfa(HashAlg::Sha1, b"key", b"XOR", b"", b"", 12);
         assert_eq!(odd.len(), 2);
         assert_eq!(odd[0] & 0xF0, 0);
-        assert_eq!(kdfe(HashAlg::Sha256, b"z", b"SECRET", b"", b"", 128).len(), 16);
+        assert_eq!(
+            kdfe(HashAlg::Sha256, b"z", b"SECRET", b"", b"", 128).len(),
+            16
+        );
     }
 }

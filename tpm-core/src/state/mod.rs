@@ -7,6 +7,7 @@ pub mod objects;
 pub mod pcr;
 pub mod persist;
 pub mod persistent;
+pub mod sessions;
 
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,9 @@ pub struct DaState {
     pub lockout_auth_blocked_until: u64,
     /// lockoutAuth blocked until the next TPM Reset (lockout_recovery == 0 case).
     pub lockout_auth_blocked_until_reset: bool,
+    /// Clock (ms) from which the next self-healing interval counts: failedTries drops by
+    /// one per recoveryTime seconds after the last failure (Part 1, 19.8.2).
+    pub last_failure_clock: u64,
 }
 
 impl Default for DaState {
@@ -51,6 +55,7 @@ impl Default for DaState {
             lockout_recovery: 1000,
             lockout_auth_blocked_until: 0,
             lockout_auth_blocked_until_reset: false,
+            last_failure_clock: 0,
         }
     }
 }
@@ -168,6 +173,10 @@ pub struct Volatile {
     pub null_proof: Vec<u8>,
     /// Loaded transient objects and sequences.
     pub objects: ObjectStore,
+    /// Loaded and saved authorization sessions.
+    pub sessions: sessions::SessionStore,
+    /// The exclusive audit session, if any (Part 1, 19.6.7.3).
+    pub exclusive_audit: Option<crate::handle::Handle>,
     /// Platform ms at `_TPM_Init`: TPMS_TIME_INFO.time counts from here.
     pub init_ms: u64,
     /// Platform ms at which `PersistentState::clock` was last brought up to date.
@@ -195,6 +204,8 @@ impl Volatile {
             null_seed: Vec::new(),
             null_proof: Vec::new(),
             objects: ObjectStore::default(),
+            sessions: sessions::SessionStore::default(),
+            exclusive_audit: None,
             init_ms: now_ms,
             clock_base_ms: now_ms,
             clock_safe: true,

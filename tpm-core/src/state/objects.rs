@@ -19,9 +19,10 @@ pub const MAX_LOADED_OBJECTS: usize = 8;
 pub struct HashSequence {
     pub auth: AuthValue,
     pub kind: SequenceKind,
-    /// Whether the data so far could be a TPM-generated structure starting with
-    /// TPM_GENERATED_VALUE; a hash ticket is only produced when it cannot (Part 3, 17.5).
-    pub first_block: Vec<u8>,
+    /// `None` until the first block arrives; then whether it was safe to give a hash ticket
+    /// for: at least four octets not starting with TPM_GENERATED_VALUE, so the digest cannot
+    /// be of a TPM-generated structure (Part 3, 17.5; reference TicketIsSafe).
+    pub ticket_safe: Option<bool>,
 }
 
 /// What a sequence computes.
@@ -31,6 +32,51 @@ pub enum SequenceKind {
     Hash(Hasher),
     /// An event sequence: one hasher per implemented PCR bank (hashAlg = TPM_ALG_NULL).
     Event(Vec<Hasher>),
+    /// An HMAC sequence (HMAC_Start, Part 3, 17.2): built by the keys work with
+    /// [`HmacState::new`]; SequenceUpdate/SequenceComplete already handle it.
+    Hmac(HmacState),
+}
+
+/// An incremental HMAC (Part 1, 11.4.9): the inner hash already holds key ⊕ ipad, the
+/// outer key block is kept for the final hash.
+#[derive(Clone, Debug)]
+pub struct HmacState {
+    inner: Hasher,
+    outer_key: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl HmacState {
+    pub fn new(alg: HashAlg, key: &[u8]) -> Self {
+        let block = alg.block_size();
+        let mut k = zeroize::Zeroizing::new(if key.len() > block {
+            alg.digest(&[key])
+        } else {
+            key.to_vec()
+        });
+        k.resize(block, 0);
+        let ipad: zeroize::Zeroizing<Vec<u8>> =
+            zeroize::Zeroizing::new(k.iter().map(|b| b ^ 0x36).collect());
+        let mut inner = alg.hasher();
+        inner.update(&ipad);
+        Self {
+            inner,
+            outer_key: zeroize::Zeroizing::new(k.iter().map(|b| b ^ 0x5c).collect()),
+        }
+    }
+
+    pub fn alg(&self) -> HashAlg {
+        self.inner.alg()
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.inner.update(data);
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        let alg = self.inner.alg();
+        let inner = self.inner.finish();
+        alg.digest(&[&self.outer_key, &inner])
+    }
 }
 
 /// Everything that can occupy a transient handle.
@@ -135,6 +181,6 @@ pub fn new_hash_sequence(alg: HashAlg, auth: AuthValue) -> HashSequence {
     HashSequence {
         auth,
         kind: SequenceKind::Hash(alg.hasher()),
-        first_block: Vec::new(),
+        ticket_safe: None,
     }
 }

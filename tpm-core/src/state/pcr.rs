@@ -37,13 +37,13 @@ const fn attr(state_save: bool, reset_locality: u8, extend_locality: u8) -> PcrA
 pub const fn pcr_attr(i: usize) -> PcrAttr {
     match i {
         0..=15 => attr(true, 0x00, 0x1F),
-        16 => attr(false, 0x1F, 0x1F),      // Debug
+        16 => attr(false, 0x0F, 0x1F),      // Debug
         17 => attr(false, 0x10, 0x1C),      // Locality 4
         18 => attr(false, 0x10, 0x1C),      // Locality 3
         19 => attr(false, 0x10, 0x0C),      // Locality 2
         20 => attr(false, 0x14, 0x0E),      // Locality 1
         21 | 22 => attr(false, 0x14, 0x04), // Dynamic OS
-        _ => attr(false, 0x1F, 0x1F),       // 23: Application specific
+        _ => attr(false, 0x0F, 0x1F),       // 23: Application specific
     }
 }
 

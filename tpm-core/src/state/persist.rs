@@ -102,7 +102,55 @@ mod tests {
         assert_eq!(decode(&blob[..blob.len() - 1]), Err(StateError::Corrupt));
     }
 
+    fn nv_index() -> impl Strategy<Value = super::super::nv::NvIndex> {
+        use crate::crypto::hash::HashAlg;
+        (
+            0x0100_0000u32..0x01FF_FFFF,
+            prop_oneof![
+                Just(HashAlg::Sha1),
+                Just(HashAlg::Sha256),
+                Just(HashAlg::Sha384)
+            ],
+            any::<u32>(),
+            proptest::collection::vec(any::<u8>(), 0..48),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec(any::<u8>(), 0..32),
+        )
+            .prop_map(|(h, alg, attributes, policy, data, auth)| {
+                super::super::nv::NvIndex {
+                    handle: crate::handle::Handle(h),
+                    name_alg: alg,
+                    attributes,
+                    auth_policy: policy,
+                    data_size: data.len() as u16,
+                    auth: crate::state::AuthValue::new(&auth),
+                    data,
+                }
+            })
+    }
+
     proptest! {
+        /// Whatever the NV indices, DA counters and clock, a state survives encode/decode.
+        #[test]
+        fn persistent_state_round_trips(
+            indices in proptest::collection::vec(nv_index(), 0..8),
+            max_counter in any::<u64>(),
+            failed in any::<u32>(),
+            clock in any::<u64>(),
+            version in any::<u64>(),
+            seed in any::<u8>(),
+        ) {
+            let mut s = PersistentState::manufacture(|b| b.fill(seed));
+            for ix in indices {
+                s.nv.indices.insert(ix.handle.0, ix);
+            }
+            s.nv.max_counter = max_counter;
+            s.da.failed_tries = failed;
+            s.clock = clock;
+            let blob = encode(&s, version);
+            prop_assert_eq!(decode(&blob), Ok((s, version)));
+        }
+
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let mut blob = MAGIC.to_vec();
