@@ -620,3 +620,51 @@ pub fn parse_key_response(p: &[u8]) -> Result<DerivedKey, GuestRequestError> {
     key.copy_from_slice(&p[0x20..0x40]);
     Ok(DerivedKey(key))
 }
+
+/// The SNP_GUEST_REQUEST NAE event (GHCB #56421 §4.1.8, exit 0x8000_0011) over two pages the
+/// guest has made shared: the request is copied into `request_page`, the hypervisor forwards
+/// it to the PSP, and the PSP's answer lands in `response_page`.
+pub struct GhcbTransport<'a, H: super::ghcb::Hypervisor + ?Sized> {
+    /// The hypervisor (GHCB registered).
+    pub hv: &'a mut H,
+    /// Shared request page and its GPA.
+    pub request_page: &'a mut [u8; MSG_PAGE_SIZE],
+    /// GPA of `request_page`.
+    pub request_gpa: u64,
+    /// Shared response page.
+    pub response_page: &'a mut [u8; MSG_PAGE_SIZE],
+    /// GPA of `response_page`.
+    pub response_gpa: u64,
+}
+
+impl<H: super::ghcb::Hypervisor + ?Sized> GuestRequestTransport for GhcbTransport<'_, H> {
+    fn exchange(
+        &mut self,
+        request: &[u8; MSG_PAGE_SIZE],
+        response: &mut [u8; MSG_PAGE_SIZE],
+    ) -> Result<(), TransportError> {
+        use super::ghcb::{self, exit, field};
+        *self.request_page = *request;
+        self.response_page.fill(0);
+        let (req, rsp) = (self.request_gpa, self.response_gpa);
+        let called = ghcb::ghcb_call(self.hv, exit::SNP_GUEST_REQUEST, req, rsp, |_, _| {});
+        let info2 = self
+            .hv
+            .ghcb()
+            .map_or(u64::MAX, |g| g.qword(field::SW_EXIT_INFO_2));
+        match (called, info2) {
+            (Ok(()), 0) => {
+                *response = *self.response_page;
+                Ok(())
+            }
+            (Ok(()), e) => Err(TransportError {
+                vmm: (e >> 32) as u32,
+                firmware: e as u32,
+            }),
+            (Err(_), _) => Err(TransportError {
+                vmm: u32::MAX,
+                firmware: 0,
+            }),
+        }
+    }
+}

@@ -417,3 +417,58 @@ fn oversized_payload_is_refused_before_sending() {
     assert!(!ch.is_disabled());
     assert_eq!(fw.requests, 0);
 }
+
+#[test]
+fn snp_guest_request_exit_fields_and_errors() {
+    use crate::snp::ghcb::{GhcbPage, exit, field};
+    use crate::snp::testutil::ModelHv;
+
+    // The hypervisor's answer: SW_EXITINFO2 = vmm error << 32 | firmware error.
+    let answer = |info2: u64| {
+        ModelHv::new(
+            |_| 0,
+            move |g: &mut GhcbPage| {
+                g.set_qword(field::SW_EXIT_INFO_1, 0);
+                g.set_qword(field::SW_EXIT_INFO_2, info2);
+            },
+        )
+    };
+    let request = [0x5au8; MSG_PAGE_SIZE];
+    let mut response = [0xffu8; MSG_PAGE_SIZE];
+    let (mut req_page, mut rsp_page) = ([0u8; MSG_PAGE_SIZE], [0x11u8; MSG_PAGE_SIZE]);
+
+    let mut hv = answer(0);
+    let mut t = GhcbTransport {
+        hv: &mut hv,
+        request_page: &mut req_page,
+        request_gpa: 0xA000,
+        response_page: &mut rsp_page,
+        response_gpa: 0xB000,
+    };
+    t.exchange(&request, &mut response).unwrap();
+    assert_eq!(req_page, request, "request copied into the shared page");
+    assert_eq!(
+        response, [0u8; MSG_PAGE_SIZE],
+        "response copied out of the shared page"
+    );
+    let sent = &hv.exits[0];
+    assert_eq!(sent.qword(field::SW_EXIT_CODE), exit::SNP_GUEST_REQUEST);
+    assert_eq!(sent.qword(field::SW_EXIT_INFO_1), 0xA000);
+    assert_eq!(sent.qword(field::SW_EXIT_INFO_2), 0xB000);
+
+    let mut hv = answer((2 << 32) | 0x16);
+    let mut t = GhcbTransport {
+        hv: &mut hv,
+        request_page: &mut req_page,
+        request_gpa: 0xA000,
+        response_page: &mut rsp_page,
+        response_gpa: 0xB000,
+    };
+    assert_eq!(
+        t.exchange(&request, &mut response),
+        Err(TransportError {
+            vmm: 2,
+            firmware: 0x16
+        })
+    );
+}

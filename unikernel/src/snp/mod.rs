@@ -23,10 +23,13 @@
 pub mod cpuid;
 pub mod ghcb;
 pub mod guest_request;
+#[cfg(target_os = "none")]
+pub mod hw;
 pub mod msr;
 pub mod pvalidate;
 pub mod secrets;
 pub mod status;
+pub mod vc;
 
 #[cfg(test)]
 mod guest_request_tests;

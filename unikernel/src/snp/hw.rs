@@ -1,0 +1,350 @@
+//! The bare-metal glue (`target_os = "none"` only): the real [`Hypervisor`] (GHCB MSR and
+//! VMGEXIT), the #VC entry point, and SNP bring-up (GHCB page, CPUID page, secrets page, guest
+//! request pages). Everything it calls is the host-tested logic of the sibling modules.
+//!
+//! Wiring (owned by the boot/trap code, see the module docs of [`super`]):
+//! - `arch::trap`: route vector 29 to [`handle_vc_trap`], copying the saved registers into a
+//!   [`Regs`] (x86 encoding order) and back, and `iretq` on `Ok`; halt on `Err`.
+//! - `mm`: implement [`SnpMemory`] (C-bit in the page tables, 2 MiB split, TLB flush; PVALIDATE
+//!   via [`super::pvalidate::pvalidate`]) and call [`init`] once the heap and traps are up.
+//! - `virtio::KernelHal`: under SNP, `dma_alloc` hands out pages from a pool made shared once
+//!   with [`make_shared`]; `share` copies into a bounce buffer from that pool and returns its
+//!   address, `unshare` copies back (never share heap pages in place: their neighbours leak).
+
+use alloc::boxed::Box;
+use core::ops::Range;
+
+use spin::{Mutex, Once};
+
+use super::cpuid::{CPUID_PAGE_SIZE, CpuidTable};
+use super::ghcb::{self, GhcbError, GhcbPage, Hypervisor, MsrRequest, PageState};
+use super::guest_request::{GhcbTransport, GuestChannel, GuestRequestError, MSG_PAGE_SIZE};
+use super::pvalidate::{self, PageSize, ShareError, SnpMemory};
+use super::secrets::{SECRETS_PAGE_SIZE, SecretsError, SecretsPage};
+use super::vc::{self, MAX_INSN_LEN, Regs, VcError};
+use super::{msr, status};
+
+/// GPAs of the SNP metadata pages; they come from the image's SEV metadata (`ASEV`) table.
+#[derive(Debug, Clone, Copy)]
+pub struct SnpLayout {
+    /// SNP_SECRETS section.
+    pub secrets_gpa: u64,
+    /// CPUID section.
+    pub cpuid_gpa: u64,
+}
+
+/// The GHCB-page-owning hypervisor handle.
+#[repr(C, align(4096))]
+struct HvState {
+    page: GhcbPage,
+    registered: bool,
+}
+
+/// The real hypervisor. Lives in a static so the GHCB page has a fixed address (identity
+/// mapping: its address is its GPA).
+pub struct SnpHypervisor {
+    state: &'static mut HvState,
+}
+
+impl Hypervisor for SnpHypervisor {
+    fn msr_protocol(&mut self, request: u64) -> u64 {
+        // SAFETY: only constructed after `detect` saw SEV-SNP, where the GHCB MSR exists and
+        // VMGEXIT is defined; the MSR-protocol request is complete, and the GHCB GPA (if any)
+        // is restored afterwards so GHCB-page exits keep working (GHCB spec §2.3.1).
+        unsafe {
+            let saved = msr::read_ghcb_msr();
+            msr::write_ghcb_msr(request);
+            ghcb::vmgexit();
+            let answer = msr::read_ghcb_msr();
+            msr::write_ghcb_msr(saved);
+            answer
+        }
+    }
+
+    fn ghcb(&mut self) -> Option<&mut GhcbPage> {
+        self.state.registered.then_some(&mut self.state.page)
+    }
+
+    fn ghcb_gpa(&self) -> u64 {
+        core::ptr::from_ref(&self.state.page) as u64
+    }
+
+    fn ghcb_exit(&mut self) {
+        let gpa = self.ghcb_gpa();
+        // SAFETY: `ghcb()` only hands out the page once it is shared and registered (see
+        // `init`), so the GPA in the MSR is a registered shared GHCB filled for this exit.
+        unsafe {
+            msr::write_ghcb_msr(gpa);
+            ghcb::vmgexit();
+        }
+    }
+}
+
+static HV_STATE: Mutex<Option<SnpHypervisor>> = Mutex::new(None);
+static CPUID_TABLE: Once<CpuidTable> = Once::new();
+
+/// Guest request pages (shared after [`init`]).
+#[repr(C, align(4096))]
+struct MsgPages {
+    request: [u8; MSG_PAGE_SIZE],
+    response: [u8; MSG_PAGE_SIZE],
+}
+
+/// The SNP services the kernel uses after [`init`].
+pub struct SnpGuest {
+    channel: GuestChannel,
+    pages: &'static mut MsgPages,
+}
+
+impl core::fmt::Debug for SnpGuest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SnpGuest")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why SNP bring-up failed (the kernel must then refuse to serve: fail closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitError {
+    /// Not an SNP guest.
+    NotSnp,
+    /// CPUID page missing or malformed.
+    CpuidPage(super::cpuid::CpuidPageError),
+    /// The CPUID page's C-bit disagrees with the hypervisor's SEV information.
+    CBitMismatch,
+    /// Hypervisor does not offer SNP in its feature bitmap.
+    NoSnpFeature,
+    /// GHCB protocol failure.
+    Ghcb(GhcbError),
+    /// Sharing a page failed.
+    Share(ShareError),
+    /// Secrets page unusable.
+    Secrets(SecretsError),
+    /// Called twice.
+    AlreadyInitialized,
+}
+
+fn page_of<T>(r: &T) -> Range<u64> {
+    let a = core::ptr::from_ref(r) as u64;
+    a..a + core::mem::size_of::<T>() as u64
+}
+
+/// Brings up SNP: CPUID page, GHCB protocol negotiation, the shared GHCB page (MSR-protocol
+/// page-state change, then registration), the guest request pages and the VMPCK0 channel.
+///
+/// # Errors
+/// [`InitError`].
+pub fn init(layout: SnpLayout, mem: &mut dyn SnpMemory) -> Result<SnpGuest, InitError> {
+    static INITIALIZED: Once<()> = Once::new();
+    if !super::state().is_snp() {
+        return Err(InitError::NotSnp);
+    }
+    if INITIALIZED.is_completed() {
+        return Err(InitError::AlreadyInitialized);
+    }
+    INITIALIZED.call_once(|| ());
+
+    // SAFETY: `cpuid_gpa` is the image's CPUID metadata section: validated private RAM, written
+    // by the PSP before launch, identity-mapped, never written by the kernel.
+    let cpuid_page: &[u8; CPUID_PAGE_SIZE] = unsafe { &*(layout.cpuid_gpa as *const _) };
+    let table = CpuidTable::parse(cpuid_page).map_err(InitError::CpuidPage)?;
+    let table = CPUID_TABLE.call_once(|| table);
+
+    // Heap-allocated, page-aligned and page-sized: the shared page holds nothing else.
+    let state: &'static mut HvState = Box::leak(Box::new(HvState {
+        page: GhcbPage::new(),
+        registered: false,
+    }));
+    let mut hv = SnpHypervisor { state };
+    let info = ghcb::negotiate(&mut hv).map_err(InitError::Ghcb)?;
+    let cpuid_c_bit = (table.answer(status::CPUID_ENC_MEM_LEAF, 0, 1, 0)[1] & 0x3f) as u8;
+    if info.c_bit != cpuid_c_bit {
+        return Err(InitError::CBitMismatch);
+    }
+    let features = ghcb::decode_hv_features(hv.msr_protocol(MsrRequest::HvFeatures.encode()))
+        .map_err(InitError::Ghcb)?;
+    if features & ghcb::hv_features::SNP == 0 {
+        return Err(InitError::NoSnpFeature);
+    }
+
+    // Share the GHCB page: rescind, MSR-protocol PSC (no GHCB yet), C-bit off, register.
+    let ghcb_range = page_of(&hv.state.page);
+    pvalidate::validate_range(ghcb_range.clone(), false, |a, s, v| mem.pvalidate(a, s, v))
+        .map_err(|e| InitError::Share(ShareError::Pvalidate(e)))?;
+    pvalidate::page_state_change_msr(&mut hv, ghcb_range.start, PageState::Shared)
+        .map_err(InitError::Ghcb)?;
+    mem.set_encrypted(ghcb_range.clone(), false);
+    ghcb::register_ghcb(&mut hv, ghcb_range.start).map_err(InitError::Ghcb)?;
+    hv.state.registered = true;
+    hv.state.page.reset();
+
+    // Guest request pages, shared through the GHCB PSC path.
+    let pages: &'static mut MsgPages = Box::leak(Box::new(MsgPages {
+        request: [0; MSG_PAGE_SIZE],
+        response: [0; MSG_PAGE_SIZE],
+    }));
+    pvalidate::make_shared(&mut hv, mem, page_of(pages)).map_err(InitError::Share)?;
+
+    // SAFETY: `secrets_gpa` is the image's SNP_SECRETS section: a private page the PSP filled
+    // at launch, identity-mapped; only this function reads it and nothing writes it.
+    let secrets: &[u8; SECRETS_PAGE_SIZE] = unsafe { &*(layout.secrets_gpa as *const _) };
+    let secrets = SecretsPage::new(secrets).map_err(InitError::Secrets)?;
+    let key = secrets.vmpck(0).map_err(InitError::Secrets)?;
+    let channel = GuestChannel::new(key, secrets.msg_seqno(0));
+
+    *HV_STATE.lock() = Some(hv);
+    Ok(SnpGuest { channel, pages })
+}
+
+impl SnpGuest {
+    fn with_transport<T>(
+        &mut self,
+        f: impl FnOnce(&mut GuestChannel, &mut GhcbTransport<'_, SnpHypervisor>) -> T,
+    ) -> Option<T> {
+        let mut guard = HV_STATE.try_lock()?;
+        let hv = guard.as_mut()?;
+        let request_gpa = core::ptr::from_ref(&self.pages.request) as u64;
+        let response_gpa = core::ptr::from_ref(&self.pages.response) as u64;
+        let mut t = GhcbTransport {
+            hv,
+            request_page: &mut self.pages.request,
+            request_gpa,
+            response_page: &mut self.pages.response,
+            response_gpa,
+        };
+        Some(f(&mut self.channel, &mut t))
+    }
+
+    /// An attestation report with `report_data` (VMPL 0).
+    ///
+    /// # Errors
+    /// [`GuestRequestError`]; `Disabled` also when the GHCB is busy.
+    pub fn report(
+        &mut self,
+        report_data: [u8; 64],
+    ) -> Result<super::guest_request::SignedReport, GuestRequestError> {
+        let req = super::guest_request::ReportRequest {
+            report_data,
+            vmpl: 0,
+            key_sel: super::guest_request::KeySel::Default,
+        };
+        self.with_transport(|ch, t| ch.get_report(t, &req))
+            .unwrap_or(Err(GuestRequestError::Disabled))
+    }
+
+    /// The DESIGN §5 sealing root (VCEK, measurement + policy).
+    ///
+    /// # Errors
+    /// As [`SnpGuest::report`].
+    pub fn sealing_key(&mut self) -> Result<super::guest_request::DerivedKey, GuestRequestError> {
+        let req = super::guest_request::KeyRequest::sealing();
+        self.with_transport(|ch, t| ch.get_derived_key(t, &req))
+            .unwrap_or(Err(GuestRequestError::Disabled))
+    }
+}
+
+/// Makes `range` shared for DMA (see [`pvalidate::make_shared`]).
+///
+/// # Errors
+/// [`ShareError`]; `Ghcb(MissingRegister(0))` before [`init`].
+pub fn make_shared(mem: &mut dyn SnpMemory, range: Range<u64>) -> Result<(), ShareError> {
+    let mut guard = HV_STATE.lock();
+    let hv = guard
+        .as_mut()
+        .ok_or(ShareError::Ghcb(GhcbError::MissingRegister(0)))?;
+    pvalidate::make_shared(hv, mem, range)
+}
+
+/// Makes `range` private again (see [`pvalidate::make_private`]).
+///
+/// # Errors
+/// As [`make_shared`].
+pub fn make_private(mem: &mut dyn SnpMemory, range: Range<u64>) -> Result<(), ShareError> {
+    let mut guard = HV_STATE.lock();
+    let hv = guard
+        .as_mut()
+        .ok_or(ShareError::Ghcb(GhcbError::MissingRegister(0)))?;
+    pvalidate::make_private(hv, mem, range)
+}
+
+/// PVALIDATE for [`SnpMemory`] implementations.
+///
+/// # Errors
+/// As [`pvalidate::pvalidate`].
+pub fn pvalidate_page(
+    addr: u64,
+    size: PageSize,
+    validate: bool,
+) -> Result<(), pvalidate::PvalidateError> {
+    if !super::state().is_snp() {
+        return Ok(());
+    }
+    // SAFETY: SNP is active; `SnpMemory` callers pass aligned, private-mapped pages that hold
+    // no live object (the make_shared/make_private contracts).
+    unsafe { pvalidate::pvalidate(addr, size, validate) }
+}
+
+/// The #VC entry for the trap handler (vector 29, error code = exit code). Fetches the
+/// instruction at `regs.rip` and emulates it; on `Ok` resume at the updated RIP.
+///
+/// Before [`init`] (or when the GHCB is busy) only CPUID is answered, through the MSR
+/// protocol (sub-leaf 0; untrusted values, re-checked by [`init`] against the CPUID page).
+///
+/// # Errors
+/// [`VcError`]: the trap handler must halt (never resume the faulting instruction).
+pub fn handle_vc_trap(exit_code: u64, regs: &mut Regs) -> Result<(), VcError> {
+    let mut insn = [0u8; MAX_INSN_LEN];
+    for (i, b) in insn.iter_mut().enumerate() {
+        // SAFETY: RIP is the faulting instruction in kernel text that the CPU just fetched;
+        // the text lies inside one mapped 2 MiB ROM frame, with the boot stub and footer after
+        // it, so the 15 bytes from RIP are mapped and readable.
+        *b = unsafe { core::ptr::read_volatile((regs.rip + i as u64) as *const u8) };
+    }
+    let identity = |va: u64| Some(va);
+    if let Some(mut guard) = HV_STATE.try_lock()
+        && let Some(hv) = guard.as_mut()
+    {
+        return vc::handle(hv, CPUID_TABLE.get(), exit_code, regs, &insn, identity);
+    }
+    if exit_code == ghcb::exit::CPUID {
+        if let Some(t) = CPUID_TABLE.get() {
+            let mut none = NoGhcb;
+            return vc::handle(&mut none, Some(t), exit_code, regs, &insn, identity);
+        }
+        let leaf = regs.gpr[vc::reg::RAX] as u32;
+        let mut early = NoGhcb;
+        let out = ghcb::msr_cpuid(&mut early, leaf)?;
+        for (r, v) in [vc::reg::RAX, vc::reg::RBX, vc::reg::RCX, vc::reg::RDX]
+            .into_iter()
+            .zip(out)
+        {
+            regs.gpr[r] = u64::from(v);
+        }
+        regs.rip += 2;
+        return Ok(());
+    }
+    Err(VcError::Unsupported(exit_code))
+}
+
+/// MSR protocol only (before the GHCB page exists).
+struct NoGhcb;
+
+impl Hypervisor for NoGhcb {
+    fn msr_protocol(&mut self, request: u64) -> u64 {
+        // SAFETY: reached only from a #VC, which proves SEV-ES/SNP (GHCB MSR and VMGEXIT
+        // exist); the request is a complete MSR-protocol value and no GHCB is registered yet.
+        unsafe {
+            msr::write_ghcb_msr(request);
+            ghcb::vmgexit();
+            msr::read_ghcb_msr()
+        }
+    }
+    fn ghcb(&mut self) -> Option<&mut GhcbPage> {
+        None
+    }
+    fn ghcb_gpa(&self) -> u64 {
+        0
+    }
+    fn ghcb_exit(&mut self) {}
+}
