@@ -1,37 +1,29 @@
-//! The event loop: two listeners, any number of connections (up to [`MAX_CONNECTIONS`]), one
-//! engine. Edge-triggered epoll through mio; every readable connection is read until the kernel
-//! has nothing more, each complete request is executed at once and its reply written before the
-//! next request of that connection is looked at. Requests of different connections interleave
-//! at request boundaries, so a stalled or vanished client cannot hold the TPM.
+//! The event loop: two listeners, up to [`MAX_CONNECTIONS`] connections, one engine, one
+//! thread, `poll(2)` (level-triggered, as swtpm's own loop). Each complete request is executed
+//! at once and its reply written before the next request of that connection is looked at;
+//! requests of different connections interleave at request boundaries, so a stalled or
+//! vanished client cannot hold the TPM.
 //!
-//! Fast path for the `swtpm:` TCTI, which opens a new connection for every command: the new
-//! socket is read right after `accept` (the command is usually there already), so accept,
-//! read, execute and write happen in one wake-up.
+//! Why `poll` and not epoll: the `swtpm:` TCTI opens a new connection for every command, and
+//! with `poll` a connection costs no registration (`epoll_ctl`) and no extra `accept` to find
+//! the accept queue empty (edge-triggered epoll needs both): per command it takes `accept`,
+//! `poll`, `recv`, `send`, `poll`, `recv` (the hang-up) and `close`, as swtpm does.
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::net::SocketFlags;
 use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 
 use super::data::{self, Request};
 use super::device::{Device, TPM_RC_COMMAND_SIZE, TPM_RC_FAILURE, Tpm, error_response};
 use super::{PARTIAL_TIMEOUT, Protocol, Then, mssim, swtpm};
 
-const DATA_LISTENER: Token = Token(0);
-const CTRL_LISTENER: Token = Token(1);
-const SIGNALS: Token = Token(2);
-const FIRST_CONNECTION: usize = 3;
-
-/// Connections served at once; more are accepted and closed at once.
+/// Connections served at once; further clients wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 256;
-/// Connections accepted per round before the other ready sockets get their turn (so a client
-/// that connects and hangs up in a tight loop cannot starve the hang-ups it leaves behind).
-const ACCEPT_BATCH: usize = 8;
 /// Input buffer per connection: the largest framed command plus slack.
 const IN_CAPACITY: usize = 8192;
 
@@ -65,27 +57,29 @@ impl Listeners {
             _ => return Err(BindError::NoControlPort(port)),
         };
         let bind = |port: u16| {
-            TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).map_err(|error| {
-                if error.kind() == io::ErrorKind::AddrInUse {
-                    BindError::InUse { port, error }
-                } else {
-                    BindError::Other { port, error }
-                }
-            })
+            let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                .map_err(|error| {
+                    if error.kind() == io::ErrorKind::AddrInUse {
+                        BindError::InUse { port, error }
+                    } else {
+                        BindError::Other { port, error }
+                    }
+                })?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|error| BindError::Other { port, error })?;
+            // Accepted sockets inherit TCP_NODELAY from the listener (Linux), which saves a
+            // setsockopt per connection.
+            if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+                tracing::debug!("TCP_NODELAY on a listener: {e}");
+            }
+            Ok(listener)
         };
-        let listeners = Listeners {
+        Ok(Listeners {
             data: bind(port)?,
             ctrl: bind(ctrl_port)?,
             port,
-        };
-        // Accepted sockets inherit TCP_NODELAY from the listener (Linux), which saves a
-        // setsockopt per connection; the swtpm: TCTI makes one connection per command.
-        for l in [&listeners.data, &listeners.ctrl] {
-            if let Err(e) = socket2::SockRef::from(l).set_tcp_nodelay(true) {
-                tracing::debug!("TCP_NODELAY on a listener: {e}");
-            }
-        }
-        Ok(listeners)
+        })
     }
 
     /// The data port P.
@@ -98,6 +92,14 @@ impl Listeners {
 enum Port {
     Data,
     Control,
+}
+
+/// What a `poll` entry stands for.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Listener(Port),
+    Signal,
+    Conn(usize),
 }
 
 #[derive(Debug)]
@@ -114,8 +116,6 @@ struct Conn {
     deadline: Option<Instant>,
     /// The deadline passed: a raw command may be taken as received.
     idle: bool,
-    /// The last read found no more data (edge-triggered: wait for the next event).
-    drained: bool,
     /// The peer closed its side: serve what is buffered, then close.
     eof: bool,
     /// Close once `out` is sent.
@@ -140,7 +140,6 @@ impl Conn {
             discard: 0,
             deadline: None,
             idle: false,
-            drained: false,
             eof: false,
             closing: false,
         }
@@ -180,12 +179,8 @@ impl Conn {
             tracing::warn!("request larger than the input buffer; closing the connection");
             return Err(());
         }
-        let want = space.len();
         match self.stream.read(space) {
-            Ok(0) => {
-                self.eof = true;
-                self.drained = true;
-            }
+            Ok(0) => self.eof = true,
             Ok(n) => {
                 // Drop what belongs to a refused oversized command.
                 let skip = usize::try_from(self.discard).unwrap_or(usize::MAX).min(n);
@@ -197,11 +192,12 @@ impl Conn {
                 self.inlen += n - skip;
                 self.deadline = None;
                 self.idle = false;
-                // A short read drained the socket; later data raises a new edge.
-                self.drained = n < want;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.drained = true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => {
                 tracing::debug!("read failed: {e}");
                 return Err(());
@@ -219,46 +215,44 @@ impl Conn {
 
 /// The server: listeners, connections and the device.
 pub struct Server<T: Tpm> {
-    poll: Poll,
     listeners: Listeners,
-    signals: Signals,
+    /// Read end of the pipe the SIGTERM/SIGINT handlers write to.
+    signals: UnixStream,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
+    open: usize,
     /// Input buffers of closed connections, for reuse.
     buffers: Vec<Box<[u8]>>,
-    open: usize,
+    /// Scratch list of what `poll` reported.
+    ready: Vec<(Source, PollFlags)>,
     device: Device<T>,
     protocol: Protocol,
     terminate: bool,
-    /// A listener may have connections waiting (its last round stopped at [`ACCEPT_BATCH`]).
-    accept_pending: [bool; 2],
 }
 
 impl<T: Tpm> Server<T> {
     /// A server for `device` on `listeners`; SIGTERM and SIGINT stop it.
     ///
     /// # Errors
-    /// Creating the epoll instance or the signal pipe failed.
+    /// Creating the signal pipe or installing the handlers failed.
     pub fn new(listeners: Listeners, device: Device<T>, protocol: Protocol) -> io::Result<Self> {
-        let poll = Poll::new()?;
-        let mut listeners = listeners;
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
-        let registry = poll.registry();
-        registry.register(&mut listeners.data, DATA_LISTENER, Interest::READABLE)?;
-        registry.register(&mut listeners.ctrl, CTRL_LISTENER, Interest::READABLE)?;
-        registry.register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let (signals, notify) = UnixStream::pair()?;
+        signals.set_nonblocking(true)?;
+        notify.set_nonblocking(true)?;
+        for signal in [SIGTERM, SIGINT] {
+            signal_hook::low_level::pipe::register(signal, notify.try_clone()?)?;
+        }
         Ok(Server {
-            poll,
             listeners,
             signals,
             conns: Vec::new(),
             free: Vec::new(),
-            buffers: Vec::new(),
             open: 0,
+            buffers: Vec::new(),
+            ready: Vec::new(),
             device,
             protocol,
             terminate: false,
-            accept_pending: [false; 2],
         })
     }
 
@@ -266,126 +260,124 @@ impl<T: Tpm> Server<T> {
     /// the orderly `TPM2_Shutdown` swtpm sends and returns the device.
     ///
     /// # Errors
-    /// Waiting for events failed.
+    /// `poll` failed.
     pub fn run(mut self) -> io::Result<Device<T>> {
-        let mut events = Events::with_capacity(64);
         while !self.terminate {
-            let timeout = if self.accept_pending.contains(&true) {
-                Some(std::time::Duration::ZERO)
-            } else {
-                self.next_deadline()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
-            };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
+            let deadline = self.next_deadline();
+            self.wait(deadline)?;
+            let mut ready = std::mem::take(&mut self.ready);
+            for &(source, flags) in &ready {
+                self.dispatch(source, flags);
             }
-            for event in events.iter() {
-                self.dispatch(event);
-            }
-            for port in [Port::Data, Port::Control] {
-                if self.accept_pending[port as usize] {
-                    self.accept(port);
-                }
-            }
-            if timeout.is_some() {
+            ready.clear();
+            self.ready = ready;
+            if deadline.is_some() {
                 self.expire(Instant::now());
             }
         }
-        for key in 0..self.conns.len() {
-            if let Some(conn) = self.conns[key].as_mut() {
-                let _ = conn.flush();
-            }
+        for conn in self.conns.iter_mut().flatten() {
+            let _ = conn.flush();
         }
         self.device.orderly_shutdown();
         Ok(self.device)
     }
 
-    fn dispatch(&mut self, event: &Event) {
-        match event.token() {
-            DATA_LISTENER => self.accept_pending[Port::Data as usize] = true,
-            CTRL_LISTENER => self.accept_pending[Port::Control as usize] = true,
-            SIGNALS => {
-                for signal in self.signals.pending() {
-                    tracing::info!(signal, "signal received: stopping");
-                    self.terminate = true;
-                }
+    /// One `poll`; fills `self.ready`.
+    fn wait(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
             }
-            Token(t) => {
-                let key = t - FIRST_CONNECTION;
-                if let Some(Some(conn)) = self.conns.get_mut(key) {
-                    if event.is_readable() || event.is_read_closed() || event.is_error() {
-                        conn.drained = false;
-                    }
-                    self.drive(key);
-                }
+        });
+        let mut fds = Vec::with_capacity(3 + self.open);
+        let mut sources = Vec::with_capacity(3 + self.open);
+        fds.push(PollFd::new(&self.signals, PollFlags::IN));
+        sources.push(Source::Signal);
+        if self.open < MAX_CONNECTIONS {
+            fds.push(PollFd::new(&self.listeners.data, PollFlags::IN));
+            sources.push(Source::Listener(Port::Data));
+            fds.push(PollFd::new(&self.listeners.ctrl, PollFlags::IN));
+            sources.push(Source::Listener(Port::Control));
+        }
+        for (key, conn) in self.conns.iter().enumerate() {
+            if let Some(conn) = conn {
+                // While a reply is pending, wait until it can be sent; read nothing more.
+                let events = if conn.out.is_empty() {
+                    PollFlags::IN
+                } else {
+                    PollFlags::OUT
+                };
+                fds.push(PollFd::new(&conn.stream, events));
+                sources.push(Source::Conn(key));
+            }
+        }
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        for (fd, source) in fds.iter().zip(sources) {
+            let flags = fd.revents();
+            if !flags.is_empty() {
+                self.ready.push((source, flags));
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, source: Source, flags: PollFlags) {
+        match source {
+            Source::Signal => {
+                let mut buf = [0u8; 16];
+                while matches!((&self.signals).read(&mut buf), Ok(n) if n > 0) {}
+                tracing::info!("signal received: stopping");
+                self.terminate = true;
+            }
+            Source::Listener(port) => self.accept(port),
+            Source::Conn(key) => {
+                let readable = flags.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
+                self.drive(key, readable);
             }
         }
     }
 
-    /// Accepts up to [`ACCEPT_BATCH`] connections and serves what they sent already.
+    /// Accepts one connection (level-triggered: more wait for the next round).
     fn accept(&mut self, port: Port) {
-        for _ in 0..ACCEPT_BATCH {
-            let listener = match port {
-                Port::Data => &self.listeners.data,
-                Port::Control => &self.listeners.ctrl,
-            };
-            let stream = match listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_pending[port as usize] = false;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // E.g. out of file descriptors: retry after the next event.
-                    tracing::warn!("accept failed: {e}");
-                    self.accept_pending[port as usize] = false;
-                    return;
-                }
-            };
-            if self.open >= MAX_CONNECTIONS {
-                tracing::warn!("{MAX_CONNECTIONS} connections open: refusing another");
-                continue;
+        let listener = match port {
+            Port::Data => &self.listeners.data,
+            Port::Control => &self.listeners.ctrl,
+        };
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let stream = match rustix::net::accept_with(listener, flags) {
+            Ok(fd) => TcpStream::from(fd),
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return,
+            Err(e) => {
+                // E.g. out of file descriptors: the client stays queued.
+                tracing::warn!("accept failed: {e}");
+                return;
             }
-            let key = self.free.pop().unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
-            let inbuf = self
-                .buffers
-                .pop()
-                .unwrap_or_else(|| vec![0u8; IN_CAPACITY].into_boxed_slice());
-            self.conns[key] = Some(Conn::new(stream, port, inbuf));
-            self.open += 1;
-            tracing::trace!(?port, key, "connection accepted");
-            // The first request is usually there already: answer it before anything else, and
-            // only then ask epoll about the socket (ADD reports data or a hang-up that arrived
-            // in between, so nothing is missed).
-            self.drive(key);
-            let Some(Some(conn)) = self.conns.get_mut(key) else {
-                continue;
-            };
-            let token = Token(key + FIRST_CONNECTION);
-            let interest = Interest::READABLE.add(Interest::WRITABLE);
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(&mut conn.stream, token, interest)
-            {
-                tracing::warn!("cannot watch a new connection: {e}");
-                self.close(key);
-            }
-        }
+        };
+        let key = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let inbuf = self
+            .buffers
+            .pop()
+            .unwrap_or_else(|| vec![0u8; IN_CAPACITY].into_boxed_slice());
+        self.conns[key] = Some(Conn::new(stream, port, inbuf));
+        self.open += 1;
+        tracing::trace!(?port, key, "connection accepted");
+        // Not read yet: the client is usually still writing (we woke up on its connect), and a
+        // read that finds nothing costs more than the next poll, which reports the data.
     }
 
     fn close(&mut self, key: usize) {
         if let Some(slot) = self.conns.get_mut(key)
             && let Some(conn) = slot.take()
         {
-            // Closing the socket removes it from the epoll set.
             if self.buffers.len() < 8 {
                 self.buffers.push(conn.inbuf);
             }
@@ -395,8 +387,10 @@ impl<T: Tpm> Server<T> {
         }
     }
 
-    /// Reads, executes and writes for connection `key` until it would block.
-    fn drive(&mut self, key: usize) {
+    /// Sends pending output, serves complete requests and (once, if `readable`) reads, until
+    /// the connection has to wait.
+    fn drive(&mut self, key: usize, readable: bool) {
+        let mut may_read = readable;
         loop {
             let Some(Some(conn)) = self.conns.get_mut(key) else {
                 return;
@@ -418,9 +412,10 @@ impl<T: Tpm> Server<T> {
             if conn.eof {
                 return self.close(key);
             }
-            if conn.drained {
+            if !may_read {
                 break;
             }
+            may_read = false;
             if conn.read_some().is_err() {
                 return self.close(key);
             }
@@ -502,7 +497,7 @@ impl<T: Tpm> Server<T> {
                 Port::Data => {
                     tracing::debug!(key, bytes = conn.inlen, "incomplete command timed out");
                     conn.idle = true;
-                    self.drive(key);
+                    self.drive(key, false);
                 }
                 Port::Control => {
                     tracing::debug!(key, "incomplete control request timed out; closing");
