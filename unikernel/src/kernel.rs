@@ -30,9 +30,12 @@ fn fatal(what: &str) -> ! {
 /// Entry from `rust_start`; never returns.
 pub fn main(tsc_at_reset: u64) -> ! {
     let tsc_at_rust = cpu::rdtsc();
+    let write_back = cpu::enable_write_back();
     serial::LOG.lock().init();
     let (_, ist) = mm::stack_tops();
     trap::init(ist);
+    // SEV-SNP (snp/): plain KVM/TCG logs "SEV-SNP: not active" and takes no SNP path.
+    log!("ukvtpm: {}", crate::snp::detect());
 
     let ram_top = cmos::ram_top();
     let heap = match mm::init_heap(ram_top) {
@@ -52,7 +55,7 @@ pub fn main(tsc_at_reset: u64) -> ! {
     let tsc_calibrated = cpu::rdtsc();
     let clock = TscClock::new(cal.tsc_hz, tsc_at_reset);
     log!(
-        "ukvtpm: boot ram_top={ram_top:#x} heap={}KiB tsc_hz={} apic_timer_hz={} tsc_reset={tsc_at_reset} tsc_rust={tsc_at_rust}",
+        "ukvtpm: boot ram_top={ram_top:#x} heap={}KiB mtrr_wb={write_back} tsc_hz={} apic_timer_hz={} tsc_reset={tsc_at_reset} tsc_rust={tsc_at_rust}",
         heap >> 10,
         cal.tsc_hz,
         cal.apic_timer_hz

@@ -28,6 +28,7 @@ boot16:
     # DS is 0 here, so address the GDT pointer through CS (base 0xFFFF0000).
     lgdtl   %cs:(boot_gdt_ptr - 0xffff0000)
     movl    %cr0, %eax
+    andl    $~0x60000000, %eax          # clear CR0.CD and CR0.NW: reset leaves caches off
     orl     $1, %eax                    # CR0.PE
     movl    %eax, %cr0
     ljmpl   $0x08, $boot32              # flat 32-bit code at its physical address
