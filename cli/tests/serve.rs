@@ -276,6 +276,38 @@ fn one_connection_serves_many_commands() -> Result {
 }
 
 #[test]
+fn a_client_that_reads_late_gets_every_response() -> Result {
+    let (_tmp, dir) = state_dir()?;
+    let server = Server::start(&dir, &[])?;
+    // A small receive buffer makes the server's sends block, so it has to wait for the socket
+    // to drain (and stop reading) in the middle of the stream.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.set_recv_buffer_size(4096)?;
+    sock.connect(&std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, server.port)).into())?;
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    const N: usize = 3000;
+    let mut writer = s.try_clone()?;
+    let feed = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut f = vec![0, 0, 0, 8, 0, 0, 0, 0, 12];
+        f.extend_from_slice(&GET_RANDOM);
+        for _ in 0..N {
+            writer.write_all(&f)?;
+        }
+        Ok(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..N {
+        let r = read_framed(&mut s)?;
+        assert_eq!((rc(&r), r.len()), (0, 20), "response {i}");
+    }
+    feed.join().map_err(|_| "writer panicked")??;
+    // The server is still fine for others.
+    assert_eq!(rc(&server.raw(&GET_RANDOM)?), 0);
+    Ok(())
+}
+
+#[test]
 fn swtpm_control_channel() -> Result {
     let (_tmp, dir) = state_dir()?;
     let server = Server::start(&dir, &[])?;

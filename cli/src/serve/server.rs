@@ -1,20 +1,23 @@
 //! The event loop: two listeners, up to [`MAX_CONNECTIONS`] connections, one engine, one
-//! thread, `poll(2)` (level-triggered, as swtpm's own loop). Each complete request is executed
-//! at once and its reply written before the next request of that connection is looked at;
-//! requests of different connections interleave at request boundaries, so a stalled or
-//! vanished client cannot hold the TPM.
+//! thread. Each complete request is executed at once and its reply written before the next
+//! request of that connection is looked at; requests of different connections interleave at
+//! request boundaries, so a stalled or vanished client cannot hold the TPM.
 //!
-//! Why `poll` and not epoll: the `swtpm:` TCTI opens a new connection for every command, and
-//! with `poll` a connection costs no registration (`epoll_ctl`) and no extra `accept` to find
-//! the accept queue empty (edge-triggered epoll needs both): per command it takes `accept`,
-//! `poll`, `recv`, `send`, `poll`, `recv` (the hang-up) and `close`, as swtpm does.
+//! Waiting is tuned for the two ways clients use the port. The `swtpm:` TCTI opens a new
+//! connection for every command: such a connection is watched with `poll` (together with the
+//! epoll set), so it costs no `epoll_ctl` and, level-triggered, no extra `accept` to find the
+//! queue empty: accept, poll, recv, send, poll, recv (the hang-up), close, as swtpm does. A
+//! connection that sends a second request joins a level-triggered epoll set, and from then on a
+//! command costs `epoll_wait`, `recv` and `send`, cheaper than `poll` over every descriptor.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::event::{PollFd, PollFlags, Timespec, epoll};
 use rustix::net::SocketFlags;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -120,6 +123,11 @@ struct Conn {
     eof: bool,
     /// Close once `out` is sent.
     closing: bool,
+    /// Requests served so far (saturating).
+    served: u32,
+    /// In the epoll set, with interest `watching`.
+    in_epoll: bool,
+    watching: epoll::EventFlags,
 }
 
 enum Flush {
@@ -142,6 +150,9 @@ impl Conn {
             idle: false,
             eof: false,
             closing: false,
+            served: 0,
+            in_epoll: false,
+            watching: epoll::EventFlags::empty(),
         }
     }
 
@@ -218,23 +229,70 @@ pub struct Server<T: Tpm> {
     listeners: Listeners,
     /// Read end of the pipe the SIGTERM/SIGINT handlers write to.
     signals: UnixStream,
+    /// Level-triggered epoll set: signals, listeners, and connections past their first request.
+    epoll: OwnedFd,
+    /// Whether the listeners are in the epoll set with interest (off at [`MAX_CONNECTIONS`]).
+    accepting: bool,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     open: usize,
+    /// Connections not (yet) in the epoll set.
+    fresh: usize,
     /// Input buffers of closed connections, for reuse.
     buffers: Vec<Box<[u8]>>,
-    /// Scratch list of what `poll` reported.
-    ready: Vec<(Source, PollFlags)>,
+    /// Scratch lists for the wait.
+    events: Vec<epoll::Event>,
+    ready: Vec<(Source, Ready)>,
     device: Device<T>,
     protocol: Protocol,
     terminate: bool,
+}
+
+/// What a wait reported for one source.
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    /// Data, a hang-up or an error: a read will not block.
+    readable: bool,
+}
+
+const SIGNAL_TOKEN: u64 = 0;
+const DATA_TOKEN: u64 = 1;
+const CTRL_TOKEN: u64 = 2;
+const FIRST_CONN_TOKEN: u64 = 3;
+
+fn token(source: Source) -> u64 {
+    match source {
+        Source::Signal => SIGNAL_TOKEN,
+        Source::Listener(Port::Data) => DATA_TOKEN,
+        Source::Listener(Port::Control) => CTRL_TOKEN,
+        Source::Conn(key) => FIRST_CONN_TOKEN + key as u64,
+    }
+}
+
+fn source(token: u64) -> Source {
+    match token {
+        SIGNAL_TOKEN => Source::Signal,
+        DATA_TOKEN => Source::Listener(Port::Data),
+        CTRL_TOKEN => Source::Listener(Port::Control),
+        t => Source::Conn(usize::try_from(t - FIRST_CONN_TOKEN).unwrap_or(usize::MAX)),
+    }
+}
+
+fn timespec(deadline: Option<Instant>) -> Option<Timespec> {
+    deadline.map(|d| {
+        let left = d.saturating_duration_since(Instant::now());
+        Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        }
+    })
 }
 
 impl<T: Tpm> Server<T> {
     /// A server for `device` on `listeners`; SIGTERM and SIGINT stop it.
     ///
     /// # Errors
-    /// Creating the signal pipe or installing the handlers failed.
+    /// Creating the epoll set or the signal pipe, or installing the handlers, failed.
     pub fn new(listeners: Listeners, device: Device<T>, protocol: Protocol) -> io::Result<Self> {
         let (signals, notify) = UnixStream::pair()?;
         signals.set_nonblocking(true)?;
@@ -242,13 +300,33 @@ impl<T: Tpm> Server<T> {
         for signal in [SIGTERM, SIGINT] {
             signal_hook::low_level::pipe::register(signal, notify.try_clone()?)?;
         }
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let add = |fd: BorrowedFd<'_>, source: Source| {
+            epoll::add(
+                &epoll,
+                fd,
+                epoll::EventData::new_u64(token(source)),
+                epoll::EventFlags::IN,
+            )
+        };
+        add(signals.as_fd(), Source::Signal)?;
+        add(listeners.data.as_fd(), Source::Listener(Port::Data))?;
+        add(listeners.ctrl.as_fd(), Source::Listener(Port::Control))?;
+        let blank = epoll::Event {
+            flags: epoll::EventFlags::empty(),
+            data: epoll::EventData::new_u64(0),
+        };
         Ok(Server {
             listeners,
             signals,
+            epoll,
+            accepting: true,
             conns: Vec::new(),
             free: Vec::new(),
             open: 0,
+            fresh: 0,
             buffers: Vec::new(),
+            events: vec![blank; 64],
             ready: Vec::new(),
             device,
             protocol,
@@ -260,7 +338,7 @@ impl<T: Tpm> Server<T> {
     /// the orderly `TPM2_Shutdown` swtpm sends and returns the device.
     ///
     /// # Errors
-    /// `poll` failed.
+    /// Waiting for events failed.
     pub fn run(mut self) -> io::Result<Device<T>> {
         while !self.terminate {
             let deadline = self.next_deadline();
@@ -274,6 +352,7 @@ impl<T: Tpm> Server<T> {
             if deadline.is_some() {
                 self.expire(Instant::now());
             }
+            self.update_accepting()?;
         }
         for conn in self.conns.iter_mut().flatten() {
             let _ = conn.flush();
@@ -282,27 +361,21 @@ impl<T: Tpm> Server<T> {
         Ok(self.device)
     }
 
-    /// One `poll`; fills `self.ready`.
+    /// Waits for events; fills `self.ready`. With fresh connections, `poll` watches them and the
+    /// epoll set together; otherwise `epoll_wait` alone.
     fn wait(&mut self, deadline: Option<Instant>) -> io::Result<()> {
-        let timeout = deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            Timespec {
-                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-                tv_nsec: i64::from(left.subsec_nanos()),
-            }
-        });
-        let mut fds = Vec::with_capacity(3 + self.open);
-        let mut sources = Vec::with_capacity(3 + self.open);
-        fds.push(PollFd::new(&self.signals, PollFlags::IN));
-        sources.push(Source::Signal);
-        if self.open < MAX_CONNECTIONS {
-            fds.push(PollFd::new(&self.listeners.data, PollFlags::IN));
-            sources.push(Source::Listener(Port::Data));
-            fds.push(PollFd::new(&self.listeners.ctrl, PollFlags::IN));
-            sources.push(Source::Listener(Port::Control));
+        let timeout = timespec(deadline);
+        if self.fresh == 0 {
+            return self.harvest_epoll(timeout.as_ref());
         }
+        let mut fds = Vec::with_capacity(1 + self.fresh);
+        let mut sources = Vec::with_capacity(1 + self.fresh);
+        fds.push(PollFd::new(&self.epoll, PollFlags::IN));
+        sources.push(Source::Signal);
         for (key, conn) in self.conns.iter().enumerate() {
-            if let Some(conn) = conn {
+            if let Some(conn) = conn
+                && !conn.in_epoll
+            {
                 // While a reply is pending, wait until it can be sent; read nothing more.
                 let events = if conn.out.is_empty() {
                     PollFlags::IN
@@ -318,16 +391,42 @@ impl<T: Tpm> Server<T> {
             Err(rustix::io::Errno::INTR) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        for (fd, source) in fds.iter().zip(sources) {
+        let epoll_ready = !fds[0].revents().is_empty();
+        for (fd, source) in fds.iter().zip(sources).skip(1) {
             let flags = fd.revents();
             if !flags.is_empty() {
-                self.ready.push((source, flags));
+                let readable = flags.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
+                self.ready.push((source, Ready { readable }));
             }
+        }
+        drop(fds);
+        if epoll_ready {
+            self.harvest_epoll(Some(&Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }))?;
         }
         Ok(())
     }
 
-    fn dispatch(&mut self, source: Source, flags: PollFlags) {
+    fn harvest_epoll(&mut self, timeout: Option<&Timespec>) -> io::Result<()> {
+        let n = match epoll::wait(&self.epoll, &mut self.events, timeout) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for event in &self.events[..n] {
+            let flags = event.flags;
+            let readable = flags.intersects(
+                epoll::EventFlags::IN | epoll::EventFlags::HUP | epoll::EventFlags::ERR,
+            );
+            self.ready
+                .push((source(event.data.u64()), Ready { readable }));
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, source: Source, ready: Ready) {
         match source {
             Source::Signal => {
                 let mut buf = [0u8; 16];
@@ -336,15 +435,37 @@ impl<T: Tpm> Server<T> {
                 self.terminate = true;
             }
             Source::Listener(port) => self.accept(port),
-            Source::Conn(key) => {
-                let readable = flags.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR);
-                self.drive(key, readable);
-            }
+            Source::Conn(key) => self.drive(key, ready.readable),
         }
+    }
+
+    /// Stops watching the listeners at [`MAX_CONNECTIONS`] (clients wait in the accept queue)
+    /// and starts again below it.
+    fn update_accepting(&mut self) -> io::Result<()> {
+        let want = self.open < MAX_CONNECTIONS;
+        if want != self.accepting {
+            let flags = if want {
+                epoll::EventFlags::IN
+            } else {
+                epoll::EventFlags::empty()
+            };
+            for (l, port) in [
+                (&self.listeners.data, Port::Data),
+                (&self.listeners.ctrl, Port::Control),
+            ] {
+                let data = epoll::EventData::new_u64(token(Source::Listener(port)));
+                epoll::modify(&self.epoll, l, data, flags)?;
+            }
+            self.accepting = want;
+        }
+        Ok(())
     }
 
     /// Accepts one connection (level-triggered: more wait for the next round).
     fn accept(&mut self, port: Port) {
+        if self.open >= MAX_CONNECTIONS {
+            return;
+        }
         let listener = match port {
             Port::Data => &self.listeners.data,
             Port::Control => &self.listeners.ctrl,
@@ -369,6 +490,7 @@ impl<T: Tpm> Server<T> {
             .unwrap_or_else(|| vec![0u8; IN_CAPACITY].into_boxed_slice());
         self.conns[key] = Some(Conn::new(stream, port, inbuf));
         self.open += 1;
+        self.fresh += 1;
         tracing::trace!(?port, key, "connection accepted");
         // Not read yet: the client is usually still writing (we woke up on its connect), and a
         // read that finds nothing costs more than the next poll, which reports the data.
@@ -378,6 +500,10 @@ impl<T: Tpm> Server<T> {
         if let Some(slot) = self.conns.get_mut(key)
             && let Some(conn) = slot.take()
         {
+            // Closing the socket also removes it from the epoll set.
+            if !conn.in_epoll {
+                self.fresh -= 1;
+            }
             if self.buffers.len() < 8 {
                 self.buffers.push(conn.inbuf);
             }
@@ -397,7 +523,7 @@ impl<T: Tpm> Server<T> {
             };
             match conn.flush() {
                 Flush::Done => {}
-                Flush::Blocked => return,
+                Flush::Blocked => break,
                 Flush::Failed => return self.close(key),
             }
             if conn.closing {
@@ -431,6 +557,37 @@ impl<T: Tpm> Server<T> {
                 let _ = socket2::SockRef::from(&conn.stream).set_tcp_quickack(true);
             }
         }
+        if let Err(e) = self.watch(key) {
+            tracing::warn!("cannot watch a connection: {e}");
+            self.close(key);
+        }
+    }
+
+    /// Keeps the epoll registration of `key` in step: a connection joins the epoll set once it
+    /// has sent a second request (the `swtpm:` TCTI's one-command connections never do, and
+    /// never pay for `epoll_ctl`), and watches for writability while a reply is pending.
+    fn watch(&mut self, key: usize) -> io::Result<()> {
+        let Some(Some(conn)) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        let want = if conn.out.is_empty() {
+            epoll::EventFlags::IN
+        } else {
+            epoll::EventFlags::OUT
+        };
+        let data = epoll::EventData::new_u64(token(Source::Conn(key)));
+        if conn.in_epoll {
+            if want != conn.watching {
+                epoll::modify(&self.epoll, &conn.stream, data, want)?;
+                conn.watching = want;
+            }
+        } else if conn.served >= 2 {
+            epoll::add(&self.epoll, &conn.stream, data, want)?;
+            conn.in_epoll = true;
+            conn.watching = want;
+            self.fresh -= 1;
+        }
+        Ok(())
     }
 
     /// Serves the first complete request buffered on `key`; false if there is none.
@@ -463,6 +620,7 @@ impl<T: Tpm> Server<T> {
             }
         };
         conn.consume(consumed);
+        conn.served = conn.served.saturating_add(1);
         conn.idle = false;
         conn.deadline = None;
         if !bytes.is_empty() {
