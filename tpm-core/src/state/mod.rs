@@ -135,7 +135,9 @@ impl PersistentState {
             reset_count: 0,
             restart_count: 0,
             da: DaState::default(),
-            orderly: None,
+            // A new TPM counts as orderly shut down (as libtpms manufactures it): its clock
+            // is safe and the first Startup(CLEAR) is a TPM Reset.
+            orderly: Some(Orderly::Clear),
             total_reset_count: 0,
             nv: nv::NvStore::default(),
             persistent: persistent::PersistentObjects::default(),
