@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the TPM engine on 127.0.0.1 for swtpm/mssim clients (tpm2-tools, QEMU).
     Serve(commands::serve::Args),
+    /// Rebuild the backend image reproducibly: DIR/ukvtpm.img and DIR/manifest.json.
+    Build(commands::build::Args),
     /// Print the SNP launch digest (report MEASUREMENT) of a -bios image.
     Measure(commands::measure::Args),
     /// Check an SNP attestation report against a pinned manifest.
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(args),
+        Command::Build(args) => commands::build::run(args),
         Command::Measure(args) => commands::measure::run(args),
         Command::Verify(args) => commands::verify::run(args),
     };

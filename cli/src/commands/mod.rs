@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap `Args` struct and its `run`.
 
+pub mod build;
 pub mod measure;
 pub mod serve;
 pub mod verify;
