@@ -244,6 +244,9 @@ fn flush_context(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     r.finish()?;
     match h.kind() {
         HandleType::Transient => {
+            if !crate::commands::transient_in_range(h) {
+                return Err(TpmRc::VALUE.param(1));
+            }
             if ctx.tpm.vs.objects.remove(h).is_none() {
                 return Err(TpmRc::HANDLE.param(1));
             }

@@ -471,7 +471,17 @@ pub fn reference_h(n: u8) -> TpmRc {
     TpmRc(TpmRc::REFERENCE_H0.0 + u32::from(n.saturating_sub(1)))
 }
 
+/// Is `h` inside the transient range this TPM implements (TRANSIENT_FIRST to
+/// TRANSIENT_FIRST + MAX_LOADED_OBJECTS - 1)? Outside it the reference unmarshaller answers
+/// TPM_RC_VALUE, inside it an empty slot is TPM_RC_REFERENCE_H0 + n.
+pub fn transient_in_range(h: Handle) -> bool {
+    h.0.wrapping_sub(Handle::TRANSIENT_FIRST.0) < crate::state::objects::MAX_LOADED_OBJECTS as u32
+}
+
 fn present_transient(ctx: &Ctx<'_>, h: Handle, n: u8) -> TpmResult<()> {
+    if !transient_in_range(h) {
+        return Err(TpmRc::VALUE.handle(n));
+    }
     if ctx.tpm.vs.objects.contains(h) {
         Ok(())
     } else {

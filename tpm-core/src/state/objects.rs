@@ -92,7 +92,6 @@ pub enum Slot {
 #[derive(Debug, Default)]
 pub struct ObjectStore {
     slots: BTreeMap<u32, Slot>,
-    next: u32,
     /// Persistent objects rebuilt from NV (see `crate::entity::object`); dropped with the
     /// rest of volatile state, and by EvictControl for its handle.
     pub persistent_cache: BTreeMap<u32, Arc<Object>>,
@@ -118,11 +117,10 @@ impl ObjectStore {
         if self.is_full() {
             return None;
         }
-        // Handles are reused round-robin within the slot range, as the reference
-        // implementation does (TRANSIENT_FIRST + slot index).
-        for _ in 0..MAX_LOADED_OBJECTS {
-            let h = Handle::TRANSIENT_FIRST.0 + self.next % MAX_LOADED_OBJECTS as u32;
-            self.next = self.next.wrapping_add(1);
+        // The lowest free slot, as libtpms allocates (TRANSIENT_FIRST + slot index): a
+        // client that loads one object into an empty TPM always gets 0x80000000.
+        for i in 0..MAX_LOADED_OBJECTS as u32 {
+            let h = Handle::TRANSIENT_FIRST.0 + i;
             if let alloc::collections::btree_map::Entry::Vacant(e) = self.slots.entry(h) {
                 e.insert(slot);
                 return Some(Handle(h));
