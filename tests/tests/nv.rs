@@ -55,21 +55,42 @@ fn nv_ordinary_define_write_read_undefine(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     tpm.run(
         "nvdefine",
-        &["0x1500016", "-C", "o", "-s", "32", "-a", "ownerread|ownerwrite"],
+        &[
+            "0x1500016",
+            "-C",
+            "o",
+            "-s",
+            "32",
+            "-a",
+            "ownerread|ownerwrite",
+        ],
     )?;
     let public = tpm.run("nvreadpublic", &["0x1500016"])?;
-    ensure!(public.stdout.contains("size: 32"), "nvreadpublic:\n{public}");
+    ensure!(
+        public.stdout.contains("size: 32"),
+        "nvreadpublic:\n{public}"
+    );
     let data = write_file(&server, "data", b"hello NV world")?;
     tpm.run("nvwrite", &["0x1500016", "-C", "o", "-i", &data])?;
     let got = nvread(&tpm, &server, &["0x1500016", "-C", "o", "-s", "14"])?;
     ensure!(got == b"hello NV world", "read back {got:?}");
-    let got = nvread(&tpm, &server, &["0x1500016", "-C", "o", "-s", "2", "--offset", "6"])?;
+    let got = nvread(
+        &tpm,
+        &server,
+        &["0x1500016", "-C", "o", "-s", "2", "--offset", "6"],
+    )?;
     ensure!(got == b"NV", "offset read {got:?}");
     let public = tpm.run("nvreadpublic", &["0x1500016"])?;
-    ensure!(public.stdout.contains("written"), "WRITTEN not reported:\n{public}");
+    ensure!(
+        public.stdout.contains("written"),
+        "WRITTEN not reported:\n{public}"
+    );
     tpm.run("nvundefine", &["0x1500016", "-C", "o"])?;
     let handles = tpm.run("getcap", &["handles-nv-index"])?;
-    ensure!(!handles.stdout.contains("0x1500016"), "still listed:\n{handles}");
+    ensure!(
+        !handles.stdout.contains("0x1500016"),
+        "still listed:\n{handles}"
+    );
     tpm.fails("nvreadpublic", &["0x1500016"])?;
     Ok(())
 }
@@ -78,7 +99,17 @@ fn nv_index_auth(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     tpm.run(
         "nvdefine",
-        &["0x1500017", "-C", "o", "-s", "16", "-a", "authread|authwrite", "-p", "indexpass"],
+        &[
+            "0x1500017",
+            "-C",
+            "o",
+            "-s",
+            "16",
+            "-a",
+            "authread|authwrite",
+            "-p",
+            "indexpass",
+        ],
     )?;
     let data = write_file(&server, "data", b"0123456789abcdef")?;
     tpm.run("nvwrite", &["0x1500017", "-P", "indexpass", "-i", &data])?;
@@ -96,25 +127,36 @@ fn nv_index_auth(target: Target) -> Result<()> {
 fn counter_value(tpm: &Tpm2, server: &Server, index: &str) -> Result<u64> {
     let got = nvread(tpm, server, &[index, "-C", "o", "-s", "8"])?;
     ensure!(got.len() == 8, "counter read {got:?}");
-    Ok(u64::from_be_bytes(got.try_into().map_err(|_| anyhow::anyhow!("size"))?))
+    Ok(u64::from_be_bytes(
+        got.try_into().map_err(|_| anyhow::anyhow!("size"))?,
+    ))
 }
 
 fn nv_counter_never_goes_back(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     let attrs = "nt=counter|ownerread|ownerwrite";
-    tpm.run("nvdefine", &["0x1500020", "-C", "o", "-s", "8", "-a", attrs])?;
+    tpm.run(
+        "nvdefine",
+        &["0x1500020", "-C", "o", "-s", "8", "-a", attrs],
+    )?;
     for _ in 0..3 {
         tpm.run("nvincrement", &["0x1500020", "-C", "o"])?;
     }
     let first = counter_value(&tpm, &server, "0x1500020")?;
     tpm.run("nvincrement", &["0x1500020", "-C", "o"])?;
-    ensure!(counter_value(&tpm, &server, "0x1500020")? == first + 1, "increment");
+    ensure!(
+        counter_value(&tpm, &server, "0x1500020")? == first + 1,
+        "increment"
+    );
     // A counter cannot be written directly.
     let data = write_file(&server, "data", &[0; 8])?;
     tpm.fails("nvwrite", &["0x1500020", "-C", "o", "-i", &data])?;
     // Undefine and define again: it starts at least where the old one ended.
     tpm.run("nvundefine", &["0x1500020", "-C", "o"])?;
-    tpm.run("nvdefine", &["0x1500020", "-C", "o", "-s", "8", "-a", attrs])?;
+    tpm.run(
+        "nvdefine",
+        &["0x1500020", "-C", "o", "-s", "8", "-a", attrs],
+    )?;
     tpm.run("nvincrement", &["0x1500020", "-C", "o"])?;
     let again = counter_value(&tpm, &server, "0x1500020")?;
     ensure!(again > first, "counter went back: {again} <= {first}");
@@ -125,7 +167,15 @@ fn nv_bits(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     tpm.run(
         "nvdefine",
-        &["0x1500021", "-C", "o", "-s", "8", "-a", "nt=bits|ownerread|ownerwrite"],
+        &[
+            "0x1500021",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "nt=bits|ownerread|ownerwrite",
+        ],
     )?;
     tpm.run("nvsetbits", &["0x1500021", "-C", "o", "-i", "0x11"])?;
     tpm.run("nvsetbits", &["0x1500021", "-C", "o", "-i", "0x100"])?;
@@ -138,7 +188,15 @@ fn nv_extend(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     tpm.run(
         "nvdefine",
-        &["0x1500022", "-C", "o", "-g", "sha256", "-a", "nt=extend|ownerread|ownerwrite"],
+        &[
+            "0x1500022",
+            "-C",
+            "o",
+            "-g",
+            "sha256",
+            "-a",
+            "nt=extend|ownerread|ownerwrite",
+        ],
     )?;
     let data = write_file(&server, "event", b"measured event")?;
     tpm.run("nvextend", &["0x1500022", "-C", "o", "-i", &data])?;
@@ -174,7 +232,18 @@ fn nv_write_lock_and_read_lock(target: Target) -> Result<()> {
     tpm.fails("nvread", &["0x1500023", "-C", "o", "-s", "8"])?
         .expect_rc(RC_NV_LOCKED)?;
     // An index without WRITEDEFINE/WRITE_STCLEAR cannot be write-locked.
-    tpm.run("nvdefine", &["0x1500024", "-C", "o", "-s", "8", "-a", "ownerread|ownerwrite"])?;
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x1500024",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "ownerread|ownerwrite",
+        ],
+    )?;
     tpm.fails("nvwritelock", &["0x1500024", "-C", "o"])?;
     Ok(())
 }
@@ -183,9 +252,28 @@ fn nv_global_write_lock(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     tpm.run(
         "nvdefine",
-        &["0x1500025", "-C", "o", "-s", "8", "-a", "ownerread|ownerwrite|globallock"],
+        &[
+            "0x1500025",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "ownerread|ownerwrite|globallock",
+        ],
     )?;
-    tpm.run("nvdefine", &["0x1500026", "-C", "o", "-s", "8", "-a", "ownerread|ownerwrite"])?;
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x1500026",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "ownerread|ownerwrite",
+        ],
+    )?;
     let data = write_file(&server, "data", b"12345678")?;
     tpm.run("nvwritelock", &["--global", "-C", "o"])?;
     tpm.fails("nvwrite", &["0x1500025", "-C", "o", "-i", &data])?
@@ -198,7 +286,15 @@ fn nv_writeall_and_ranges(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     tpm.run(
         "nvdefine",
-        &["0x1500027", "-C", "o", "-s", "8", "-a", "ownerread|ownerwrite|writeall"],
+        &[
+            "0x1500027",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "ownerread|ownerwrite|writeall",
+        ],
     )?;
     let short = write_file(&server, "short", b"1234")?;
     tpm.fails("nvwrite", &["0x1500027", "-C", "o", "-i", &short])?
@@ -206,13 +302,24 @@ fn nv_writeall_and_ranges(target: Target) -> Result<()> {
     let full = write_file(&server, "full", b"12345678")?;
     tpm.run("nvwrite", &["0x1500027", "-C", "o", "-i", &full])?;
     // (tpm2_nvread refuses out-of-range reads itself, before asking the TPM.)
-    tpm.fails("nvread", &["0x1500027", "-C", "o", "-s", "4", "--offset", "6"])?;
+    tpm.fails(
+        "nvread",
+        &["0x1500027", "-C", "o", "-s", "4", "--offset", "6"],
+    )?;
     Ok(())
 }
 
 fn nv_define_twice(target: Target) -> Result<()> {
     let (_server, tpm) = start(target)?;
-    let args = ["0x1500028", "-C", "o", "-s", "8", "-a", "ownerread|ownerwrite"];
+    let args = [
+        "0x1500028",
+        "-C",
+        "o",
+        "-s",
+        "8",
+        "-a",
+        "ownerread|ownerwrite",
+    ];
     tpm.run("nvdefine", &args)?;
     tpm.fails("nvdefine", &args)?.expect_rc(RC_NV_DEFINED)?;
     tpm.run("nvundefine", &["0x1500028", "-C", "o"])?;
@@ -223,10 +330,32 @@ fn nv_define_twice(target: Target) -> Result<()> {
 
 fn nv_state_survives_restart(target: Target) -> Result<()> {
     let (mut server, tpm) = start(target)?;
-    tpm.run("nvdefine", &["0x1500029", "-C", "o", "-s", "16", "-a", "ownerread|ownerwrite"])?;
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x1500029",
+            "-C",
+            "o",
+            "-s",
+            "16",
+            "-a",
+            "ownerread|ownerwrite",
+        ],
+    )?;
     let data = write_file(&server, "data", b"survives restart")?;
     tpm.run("nvwrite", &["0x1500029", "-C", "o", "-i", &data])?;
-    tpm.run("nvdefine", &["0x150002a", "-C", "o", "-s", "8", "-a", "nt=counter|ownerread|ownerwrite"])?;
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x150002a",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "nt=counter|ownerread|ownerwrite",
+        ],
+    )?;
     tpm.run("nvincrement", &["0x150002a", "-C", "o"])?;
     let before = counter_value(&tpm, &server, "0x150002a")?;
     server.restart()?;
@@ -235,17 +364,33 @@ fn nv_state_survives_restart(target: Target) -> Result<()> {
     let _ = tpm.output("startup", &["-c"], None)?;
     let got = nvread(&tpm, &server, &["0x1500029", "-C", "o", "-s", "16"])?;
     ensure!(got == b"survives restart", "after restart {got:?}");
-    ensure!(counter_value(&tpm, &server, "0x150002a")? == before, "counter after restart");
+    ensure!(
+        counter_value(&tpm, &server, "0x150002a")? == before,
+        "counter after restart"
+    );
     Ok(())
 }
 
 fn nv_da_lockout_and_reset(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     // Known DA parameters: 3 tries, long recovery.
-    tpm.run("dictionarylockout", &["-s", "-n", "3", "-t", "1000", "-l", "1000"])?;
+    tpm.run(
+        "dictionarylockout",
+        &["-s", "-n", "3", "-t", "1000", "-l", "1000"],
+    )?;
     tpm.run(
         "nvdefine",
-        &["0x150002b", "-C", "o", "-s", "8", "-a", "authread|authwrite", "-p", "good"],
+        &[
+            "0x150002b",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "authread|authwrite",
+            "-p",
+            "good",
+        ],
     )?;
     let data = write_file(&server, "data", b"12345678")?;
     tpm.run("nvwrite", &["0x150002b", "-P", "good", "-i", &data])?;
@@ -264,16 +409,40 @@ fn nv_policy_write(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     // Policy: PolicyCommandCode(NV_Write) computed in a trial session.
     tpm.run("startauthsession", &["-S", "trial.ctx"])?;
-    tpm.run("policycommandcode", &["-S", "trial.ctx", "-L", "policy.dat", "TPM2_CC_NV_Write"])?;
+    tpm.run(
+        "policycommandcode",
+        &["-S", "trial.ctx", "-L", "policy.dat", "TPM2_CC_NV_Write"],
+    )?;
     tpm.run("flushcontext", &["trial.ctx"])?;
     tpm.run(
         "nvdefine",
-        &["0x150002c", "-C", "o", "-s", "8", "-a", "ownerread|policywrite", "-L", "policy.dat"],
+        &[
+            "0x150002c",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "ownerread|policywrite",
+            "-L",
+            "policy.dat",
+        ],
     )?;
     let data = write_file(&server, "data", b"policy!!")?;
     tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
     tpm.run("policycommandcode", &["-S", "s.ctx", "TPM2_CC_NV_Write"])?;
-    tpm.run("nvwrite", &["0x150002c", "-C", "0x150002c", "-P", "session:s.ctx", "-i", &data])?;
+    tpm.run(
+        "nvwrite",
+        &[
+            "0x150002c",
+            "-C",
+            "0x150002c",
+            "-P",
+            "session:s.ctx",
+            "-i",
+            &data,
+        ],
+    )?;
     tpm.run("flushcontext", &["s.ctx"])?;
     let got = nvread(&tpm, &server, &["0x150002c", "-C", "o", "-s", "8"])?;
     ensure!(got == b"policy!!", "read back {got:?}");

@@ -168,12 +168,70 @@ fn object_auth_value_available(ctx: &Ctx<'_>, h: Handle, role: AuthRole) -> bool
     crate::entity::check_role(ctx, h, role, false).is_ok()
 }
 
-/// Decrypts the salt of a salted session with `tpm_key` (Part 1, 19.6.11 / 11.4.x
-/// "Secret sharing": RSA-OAEP with label "SECRET", or ECDH + KDFe). Needs the loaded-key
-/// model of the keys work; until it lands a salted session is refused like a key that cannot
-/// decrypt (TPM_RC_KEY on tpmKey).
-pub fn decrypt_salt(_ctx: &mut Ctx<'_>, _tpm_key: Handle, _secret: &[u8]) -> TpmResult<Vec<u8>> {
-    Err(TpmRc::KEY.handle(1))
+/// Decrypts the salt of a salted session with `tpm_key` (Part 1, 24 "Secret sharing" and
+/// Part 3, 11.1; reference CryptSecretDecrypt): RSA-OAEP with the key's nameAlg and label
+/// "SECRET", or ECDH with an ephemeral point and KDFe(nameAlg, Z, "SECRET", Qe.x, Qs.x).
+/// A key that cannot decrypt is TPM_RC_KEY/ATTRIBUTES on tpmKey; a bad secret is
+/// TPM_RC_VALUE on encryptedSalt.
+pub fn decrypt_salt(ctx: &mut Ctx<'_>, tpm_key: Handle, secret: &[u8]) -> TpmResult<Vec<u8>> {
+    use crate::crypto::ecc::{self, Point};
+    use crate::crypto::rng::FillRng;
+    use crate::crypto::rsa_ops::{self, Padding};
+    use crate::object::Key;
+
+    let key = crate::entity::object(ctx, tpm_key).map_err(|rc| rc.handle(1))?;
+    if !key.has_private() {
+        return Err(TpmRc::HANDLE.handle(1));
+    }
+    if !key.public.has(crate::object::attr::DECRYPT) {
+        return Err(TpmRc::ATTRIBUTES.handle(1));
+    }
+    let alg = key.name_alg();
+    let bad = TpmRc::VALUE.param(2);
+    match &key.key {
+        Key::RsaPrivate(k) => {
+            let mut fill = |b: &mut [u8]| ctx.random(b);
+            let mut rng = FillRng(&mut fill);
+            let salt = rsa_ops::decrypt(&mut rng, k, Padding::Oaep(alg), b"SECRET", secret)
+                .map_err(|_| bad)?;
+            if salt.len() > alg.digest_size() {
+                return Err(bad);
+            }
+            Ok(salt)
+        }
+        Key::Ecc {
+            curve,
+            d: Some(d),
+            q,
+        } => {
+            // TPMS_ECC_POINT: x and y as TPM2Bs.
+            let mut r = crate::marshal::Reader::params(secret);
+            let x = r
+                .raw_tpm2b(crate::crypto::hash::MAX_DIGEST_SIZE)
+                .map_err(|_| bad)?;
+            let y = r
+                .raw_tpm2b(crate::crypto::hash::MAX_DIGEST_SIZE)
+                .map_err(|_| bad)?;
+            if !r.remaining().is_empty() {
+                return Err(bad);
+            }
+            let size = curve.size();
+            let qe = Point {
+                x: ecc::fit(x, size).ok_or(bad)?,
+                y: ecc::fit(y, size).ok_or(bad)?,
+            };
+            let z = ecc::mul(*curve, d, &qe).map_err(|_| bad)?;
+            Ok(kdf::kdfe(
+                alg,
+                &z.x,
+                b"SECRET",
+                &qe.x,
+                &q.x,
+                (alg.digest_size() * 8) as u32,
+            ))
+        }
+        _ => Err(TpmRc::KEY.handle(1)),
+    }
 }
 
 /// Bind value of an entity: Name || authValue (reference SessionComputeBoundEntity, without

@@ -1,0 +1,725 @@
+//! Sessions and policies with tpm2-tools (issue 5): sealed objects behind PCR, password,
+//! authValue, secret, OR, command-code, NV, counter/timer, locality and authorized policies;
+//! salted and bound HMAC sessions; parameter encryption. Every body runs against swtpm (the
+//! reference) and `ukvtpm serve` (both TCTIs).
+
+use anyhow::{Context, Result, ensure};
+use ukvtpm_tests::{Server, Target, Tpm2, for_each_target};
+
+/// TPM_RC_POLICY_FAIL for session 1, TPM_RC_PCR_CHANGED, TPM_RC_LOCALITY.
+const RC_POLICY_FAIL_S1: u32 = 0x99D;
+const RC_LOCALITY: u32 = 0x907;
+
+for_each_target!(
+    seal_unseal_policy_pcr,
+    policy_password,
+    policy_auth_value,
+    policy_secret,
+    policy_or,
+    policy_command_code,
+    policy_nv,
+    policy_counter_timer,
+    policy_locality,
+    policy_authorize_with_verified_ticket,
+    policy_restart_and_get_digest,
+    salted_session_rsa,
+    salted_session_ecc,
+    bound_session,
+    parameter_encryption,
+    session_survives_in_a_file_across_tools,
+);
+
+fn start(target: Target) -> Result<(Server, Tpm2)> {
+    let server = target.start()?;
+    let tpm = server.tpm2();
+    Ok((server, tpm))
+}
+
+fn write_file(server: &Server, name: &str, data: &[u8]) -> Result<String> {
+    let path = server.path(name);
+    std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path.to_string_lossy().into_owned())
+}
+
+const SECRET: &[u8] = b"sealed secret 42";
+
+/// A primary storage key in prim.ctx (transient slots flushed first).
+fn primary(tpm: &Tpm2) -> Result<()> {
+    tpm.run("flushcontext", &["-t"])?;
+    run_flush(tpm, "createprimary", &["-C", "o", "-c", "prim.ctx"])
+}
+
+/// Seals SECRET under prim.ctx with `policy` (and optional auth), loads it as sealed.ctx.
+fn seal(tpm: &Tpm2, server: &Server, policy: &str, auth: Option<&str>, attrs: &str) -> Result<()> {
+    primary(tpm)?;
+    let secret = write_file(server, "secret", SECRET)?;
+    let mut args = vec![
+        "-C",
+        "prim.ctx",
+        "-i",
+        &secret,
+        "-u",
+        "seal.pub",
+        "-r",
+        "seal.priv",
+        "-L",
+        policy,
+        "-a",
+        attrs,
+    ];
+    if let Some(a) = auth {
+        args.extend_from_slice(&["-p", a]);
+    }
+    run_flush(tpm, "create", &args)?;
+    run_flush(
+        tpm,
+        "load",
+        &[
+            "-C",
+            "prim.ctx",
+            "-u",
+            "seal.pub",
+            "-r",
+            "seal.priv",
+            "-c",
+            "sealed.ctx",
+        ],
+    )
+}
+
+/// A trial session run through `steps`, saving the policy to `out`.
+fn trial(tpm: &Tpm2, out: &str, steps: &[(&str, Vec<&str>)]) -> Result<()> {
+    tpm.run("startauthsession", &["-S", "trial.ctx"])?;
+    for (i, (tool, args)) in steps.iter().enumerate() {
+        let mut a: Vec<&str> = vec!["-S", "trial.ctx"];
+        if i + 1 == steps.len() && !args.contains(&"-L") {
+            a.extend_from_slice(&["-L", out]);
+        }
+        a.extend_from_slice(args);
+        tpm.run(tool, &a)?;
+    }
+    tpm.run("flushcontext", &["trial.ctx"])?;
+    Ok(())
+}
+
+/// Runs a tool, then flushes transient objects: without a resource manager every tool leaves
+/// the objects it loaded behind, and swtpm has only 3 slots.
+fn run_flush(tpm: &Tpm2, tool: &str, args: &[&str]) -> Result<()> {
+    tpm.run(tool, args)?;
+    tpm.run("flushcontext", &["-t"])?;
+    Ok(())
+}
+
+/// A policy session through `steps`, left in s.ctx.
+fn policy_session(tpm: &Tpm2, steps: &[(&str, Vec<&str>)]) -> Result<()> {
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    for (tool, args) in steps {
+        let mut a: Vec<&str> = vec!["-S", "s.ctx"];
+        a.extend_from_slice(args);
+        tpm.run(tool, &a)?;
+    }
+    Ok(())
+}
+
+fn unseal(tpm: &Tpm2, auth: &str) -> Result<Vec<u8>> {
+    let out = tpm.run("unseal", &["-c", "sealed.ctx", "-p", auth])?;
+    tpm.run("flushcontext", &["-t"])?;
+    Ok(out.stdout.into_bytes())
+}
+
+const SEAL_ATTRS: &str = "fixedtpm|fixedparent";
+
+fn seal_unseal_policy_pcr(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run("pcrread", &["-o", "pcr.bin", "sha256:0,1"])?;
+    tpm.run(
+        "createpolicy",
+        &[
+            "--policy-pcr",
+            "-l",
+            "sha256:0,1",
+            "-f",
+            "pcr.bin",
+            "-L",
+            "pcr.policy",
+        ],
+    )?;
+    seal(&tpm, &server, "pcr.policy", None, SEAL_ATTRS)?;
+    policy_session(&tpm, &[("policypcr", vec!["-l", "sha256:0,1"])])?;
+    ensure!(
+        unseal(&tpm, "session:s.ctx")? == SECRET,
+        "unsealed wrong data"
+    );
+    tpm.run("flushcontext", &["s.ctx"])?;
+    // After an extend the same policy no longer matches.
+    tpm.run(
+        "pcrextend",
+        &["0:sha256=0000000000000000000000000000000000000000000000000000000000000001"],
+    )?;
+    policy_session(&tpm, &[("policypcr", vec!["-l", "sha256:0,1"])])?;
+    tpm.fails("unseal", &["-c", "sealed.ctx", "-p", "session:s.ctx"])?
+        .expect_rc(RC_POLICY_FAIL_S1)?;
+    tpm.run("flushcontext", &["-t"])?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn policy_password(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    trial(
+        &tpm,
+        "pw.policy",
+        &[("policypassword", vec!["-L", "pw.policy"])],
+    )?;
+    seal(
+        &tpm,
+        &server,
+        "pw.policy",
+        Some("objpass"),
+        "fixedtpm|fixedparent",
+    )?;
+    policy_session(&tpm, &[("policypassword", vec![])])?;
+    ensure!(unseal(&tpm, "session:s.ctx+objpass")? == SECRET, "unseal");
+    tpm.run("flushcontext", &["s.ctx"])?;
+    policy_session(&tpm, &[("policypassword", vec![])])?;
+    tpm.fails("unseal", &["-c", "sealed.ctx", "-p", "session:s.ctx+wrong"])?;
+    Ok(())
+}
+
+fn policy_auth_value(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    trial(
+        &tpm,
+        "av.policy",
+        &[("policyauthvalue", vec!["-L", "av.policy"])],
+    )?;
+    seal(
+        &tpm,
+        &server,
+        "av.policy",
+        Some("objpass"),
+        "fixedtpm|fixedparent",
+    )?;
+    policy_session(&tpm, &[("policyauthvalue", vec![])])?;
+    ensure!(unseal(&tpm, "session:s.ctx+objpass")? == SECRET, "unseal");
+    tpm.run("flushcontext", &["s.ctx"])?;
+    policy_session(&tpm, &[("policyauthvalue", vec![])])?;
+    tpm.fails("unseal", &["-c", "sealed.ctx", "-p", "session:s.ctx+wrong"])?;
+    Ok(())
+}
+
+fn policy_secret(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run("changeauth", &["-c", "o", "ownerpass"])?;
+    trial(
+        &tpm,
+        "secret.policy",
+        &[(
+            "policysecret",
+            vec!["-c", "o", "-L", "secret.policy", "ownerpass"],
+        )],
+    )?;
+    tpm.run("flushcontext", &["-t"])?;
+    run_flush(
+        &tpm,
+        "createprimary",
+        &["-C", "o", "-P", "ownerpass", "-c", "prim.ctx"],
+    )?;
+    let secret = write_file(&server, "secret", SECRET)?;
+    run_flush(
+        &tpm,
+        "create",
+        &[
+            "-C",
+            "prim.ctx",
+            "-i",
+            &secret,
+            "-u",
+            "seal.pub",
+            "-r",
+            "seal.priv",
+            "-L",
+            "secret.policy",
+        ],
+    )?;
+    run_flush(
+        &tpm,
+        "load",
+        &[
+            "-C",
+            "prim.ctx",
+            "-u",
+            "seal.pub",
+            "-r",
+            "seal.priv",
+            "-c",
+            "sealed.ctx",
+        ],
+    )?;
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.run("policysecret", &["-S", "s.ctx", "-c", "o", "ownerpass"])?;
+    ensure!(unseal(&tpm, "session:s.ctx")? == SECRET, "unseal");
+    tpm.run("flushcontext", &["s.ctx"])?;
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.fails("policysecret", &["-S", "s.ctx", "-c", "o", "wrongpass"])?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn policy_or(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    trial(&tpm, "a.policy", &[("policypassword", vec![])])?;
+    trial(
+        &tpm,
+        "b.policy",
+        &[("policycommandcode", vec!["TPM2_CC_Unseal"])],
+    )?;
+    trial(
+        &tpm,
+        "or.policy",
+        &[(
+            "policyor",
+            vec!["-L", "or.policy", "sha256:a.policy,b.policy"],
+        )],
+    )?;
+    seal(&tpm, &server, "or.policy", None, SEAL_ATTRS)?;
+    policy_session(
+        &tpm,
+        &[
+            ("policycommandcode", vec!["TPM2_CC_Unseal"]),
+            ("policyor", vec!["sha256:a.policy,b.policy"]),
+        ],
+    )?;
+    ensure!(
+        unseal(&tpm, "session:s.ctx")? == SECRET,
+        "unseal via branch b"
+    );
+    tpm.run("flushcontext", &["s.ctx"])?;
+    // A branch that is not in the list is refused by PolicyOR itself.
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.run("policycommandcode", &["-S", "s.ctx", "TPM2_CC_Sign"])?;
+    tpm.fails("policyor", &["-S", "s.ctx", "sha256:a.policy,b.policy"])?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn policy_command_code(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    trial(
+        &tpm,
+        "cc.policy",
+        &[(
+            "policycommandcode",
+            vec!["-L", "cc.policy", "TPM2_CC_Unseal"],
+        )],
+    )?;
+    seal(&tpm, &server, "cc.policy", None, SEAL_ATTRS)?;
+    policy_session(&tpm, &[("policycommandcode", vec!["TPM2_CC_Unseal"])])?;
+    ensure!(unseal(&tpm, "session:s.ctx")? == SECRET, "unseal");
+    tpm.run("flushcontext", &["s.ctx"])?;
+    // Bound to another command: TPM_RC_POLICY_CC.
+    policy_session(&tpm, &[("policycommandcode", vec!["TPM2_CC_Sign"])])?;
+    let out = tpm.fails("unseal", &["-c", "sealed.ctx", "-p", "session:s.ctx"])?;
+    ensure!(out.tpm_rc().is_some(), "expected a TPM error\n{out}");
+    Ok(())
+}
+
+fn policy_nv(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x1500100",
+            "-C",
+            "o",
+            "-s",
+            "4",
+            "-a",
+            "ownerread|ownerwrite",
+        ],
+    )?;
+    let value = write_file(&server, "value", &[0, 0, 0, 7])?;
+    tpm.run("nvwrite", &["0x1500100", "-C", "o", "-i", &value])?;
+    let operand = write_file(&server, "operand", &[0, 0, 0, 7])?;
+    trial(
+        &tpm,
+        "nv.policy",
+        &[(
+            "policynv",
+            vec![
+                "-i",
+                &operand,
+                "-C",
+                "o",
+                "0x1500100",
+                "eq",
+                "-L",
+                "nv.policy",
+            ],
+        )],
+    )?;
+    seal(&tpm, &server, "nv.policy", None, SEAL_ATTRS)?;
+    policy_session(
+        &tpm,
+        &[(
+            "policynv",
+            vec!["-i", &operand, "-C", "o", "0x1500100", "eq"],
+        )],
+    )?;
+    ensure!(unseal(&tpm, "session:s.ctx")? == SECRET, "unseal");
+    tpm.run("flushcontext", &["s.ctx"])?;
+    // The comparison fails once the index changes.
+    let other = write_file(&server, "other", &[0, 0, 0, 8])?;
+    tpm.run("nvwrite", &["0x1500100", "-C", "o", "-i", &other])?;
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.fails(
+        "policynv",
+        &["-S", "s.ctx", "-i", &operand, "-C", "o", "0x1500100", "eq"],
+    )?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn policy_counter_timer(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    // TPMS_TIME_INFO.time (ms since startup) below one hour.
+    trial(
+        &tpm,
+        "ct.policy",
+        &[(
+            "policycountertimer",
+            vec!["-L", "ct.policy", "--ult", "3600000"],
+        )],
+    )?;
+    seal(&tpm, &server, "ct.policy", None, SEAL_ATTRS)?;
+    policy_session(&tpm, &[("policycountertimer", vec!["--ult", "3600000"])])?;
+    ensure!(unseal(&tpm, "session:s.ctx")? == SECRET, "unseal");
+    tpm.run("flushcontext", &["s.ctx"])?;
+    // time > one hour is false now.
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.fails("policycountertimer", &["-S", "s.ctx", "--ugt", "3600000"])?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn policy_locality(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    trial(
+        &tpm,
+        "loc.policy",
+        &[("policylocality", vec!["-L", "loc.policy", "zero"])],
+    )?;
+    seal(&tpm, &server, "loc.policy", None, SEAL_ATTRS)?;
+    policy_session(&tpm, &[("policylocality", vec!["zero"])])?;
+    ensure!(
+        unseal(&tpm, "session:s.ctx")? == SECRET,
+        "unseal at locality 0"
+    );
+    tpm.run("flushcontext", &["s.ctx"])?;
+    // A policy for locality 3 cannot be used from locality 0.
+    trial(
+        &tpm,
+        "loc3.policy",
+        &[("policylocality", vec!["-L", "loc3.policy", "three"])],
+    )?;
+    seal(&tpm, &server, "loc3.policy", None, SEAL_ATTRS)?;
+    policy_session(&tpm, &[("policylocality", vec!["three"])])?;
+    tpm.fails("unseal", &["-c", "sealed.ctx", "-p", "session:s.ctx"])?
+        .expect_rc(RC_LOCALITY)?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn policy_authorize_with_verified_ticket(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run("flushcontext", &["-t"])?;
+    // A TPM signing key whose public part is the policy authority.
+    run_flush(&tpm, "createprimary", &["-C", "o", "-c", "prim.ctx"])?;
+    run_flush(
+        &tpm,
+        "create",
+        &[
+            "-C",
+            "prim.ctx",
+            "-G",
+            "rsa2048:rsassa-sha256:null",
+            "-u",
+            "sign.pub",
+            "-r",
+            "sign.priv",
+        ],
+    )?;
+    run_flush(
+        &tpm,
+        "load",
+        &[
+            "-C",
+            "prim.ctx",
+            "-u",
+            "sign.pub",
+            "-r",
+            "sign.priv",
+            "-c",
+            "sign.ctx",
+            "-n",
+            "sign.name",
+        ],
+    )?;
+    // The approved policy: PolicyPCR over sha256:0.
+    tpm.run("pcrread", &["-o", "pcr.bin", "sha256:0"])?;
+    tpm.run(
+        "createpolicy",
+        &[
+            "--policy-pcr",
+            "-l",
+            "sha256:0",
+            "-f",
+            "pcr.bin",
+            "-L",
+            "pcr.policy",
+        ],
+    )?;
+    run_flush(
+        &tpm,
+        "sign",
+        &[
+            "-c",
+            "sign.ctx",
+            "-g",
+            "sha256",
+            "-o",
+            "pcr.sig",
+            "pcr.policy",
+        ],
+    )?;
+    run_flush(
+        &tpm,
+        "verifysignature",
+        &[
+            "-c",
+            "sign.ctx",
+            "-g",
+            "sha256",
+            "-m",
+            "pcr.policy",
+            "-s",
+            "pcr.sig",
+            "-t",
+            "verified.tkt",
+        ],
+    )?;
+    trial(
+        &tpm,
+        "authorized.policy",
+        &[(
+            "policyauthorize",
+            vec!["-i", "pcr.policy", "-n", "sign.name"],
+        )],
+    )?;
+    seal(&tpm, &server, "authorized.policy", None, SEAL_ATTRS)?;
+    policy_session(
+        &tpm,
+        &[
+            ("policypcr", vec!["-l", "sha256:0"]),
+            (
+                "policyauthorize",
+                vec!["-i", "pcr.policy", "-n", "sign.name", "-t", "verified.tkt"],
+            ),
+        ],
+    )?;
+    ensure!(unseal(&tpm, "session:s.ctx")? == SECRET, "unseal");
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn policy_restart_and_get_digest(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.run("policyauthvalue", &["-S", "s.ctx", "-L", "one.policy"])?;
+    tpm.run("policypassword", &["-S", "s.ctx", "-L", "two.policy"])?;
+    tpm.run("policyrestart", &["-S", "s.ctx"])?;
+    tpm.run("policyauthvalue", &["-S", "s.ctx", "-L", "again.policy"])?;
+    let one = std::fs::read(server.path("one.policy"))?;
+    let two = std::fs::read(server.path("two.policy"))?;
+    let again = std::fs::read(server.path("again.policy"))?;
+    ensure!(
+        one == again && one != two && one.len() == 32,
+        "digests after PolicyRestart"
+    );
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+/// An NV index with a password, written through an HMAC session `s.ctx`.
+fn nv_write_through(tpm: &Tpm2, server: &Server) -> Result<()> {
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x1500200",
+            "-C",
+            "o",
+            "-s",
+            "16",
+            "-a",
+            "authread|authwrite",
+            "-p",
+            "nvpass",
+        ],
+    )?;
+    let data = write_file(server, "data", b"0123456789abcdef")?;
+    tpm.run(
+        "nvwrite",
+        &["0x1500200", "-P", "session:s.ctx+nvpass", "-i", &data],
+    )?;
+    let out = server.path("nv.out").to_string_lossy().into_owned();
+    tpm.run(
+        "nvread",
+        &[
+            "0x1500200",
+            "-P",
+            "session:s.ctx+nvpass",
+            "-s",
+            "16",
+            "-o",
+            &out,
+        ],
+    )?;
+    ensure!(std::fs::read(&out)? == b"0123456789abcdef", "read back");
+    Ok(())
+}
+
+fn salted_session_rsa(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run("flushcontext", &["-t"])?;
+    run_flush(
+        &tpm,
+        "createprimary",
+        &["-C", "o", "-G", "rsa2048", "-c", "prim.ctx"],
+    )?;
+    run_flush(
+        &tpm,
+        "startauthsession",
+        &[
+            "--hmac-session",
+            "--tpmkey-context",
+            "prim.ctx",
+            "-S",
+            "s.ctx",
+        ],
+    )?;
+    tpm.run(
+        "sessionconfig",
+        &["s.ctx", "--enable-encrypt", "--enable-decrypt"],
+    )?;
+    nv_write_through(&tpm, &server)?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn salted_session_ecc(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run("flushcontext", &["-t"])?;
+    run_flush(
+        &tpm,
+        "createprimary",
+        &["-C", "o", "-G", "ecc256", "-c", "prim.ctx"],
+    )?;
+    run_flush(
+        &tpm,
+        "startauthsession",
+        &[
+            "--hmac-session",
+            "--tpmkey-context",
+            "prim.ctx",
+            "-S",
+            "s.ctx",
+        ],
+    )?;
+    nv_write_through(&tpm, &server)?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn bound_session(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run("flushcontext", &["-t"])?;
+    run_flush(
+        &tpm,
+        "createprimary",
+        &["-C", "o", "-c", "prim.ctx", "-p", "primpass"],
+    )?;
+    run_flush(
+        &tpm,
+        "startauthsession",
+        &[
+            "--hmac-session",
+            "--bind-context",
+            "prim.ctx",
+            "--bind-auth",
+            "primpass",
+            "-S",
+            "s.ctx",
+        ],
+    )?;
+    let secret = write_file(&server, "secret", SECRET)?;
+    // The bound entity authorizes without its authValue in the HMAC.
+    tpm.run(
+        "create",
+        &[
+            "-C",
+            "prim.ctx",
+            "-P",
+            "session:s.ctx+primpass",
+            "-i",
+            &secret,
+            "-u",
+            "seal.pub",
+            "-r",
+            "seal.priv",
+        ],
+    )?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn parameter_encryption(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    // tpm2-tools sessions use AES-128-CFB; XOR is covered by the engine tests.
+    tpm.run("startauthsession", &["--hmac-session", "-S", "s.ctx"])?;
+    tpm.run("sessionconfig", &["s.ctx", "--enable-encrypt"])?;
+    let out = tpm.run("getrandom", &["16", "--hex", "-S", "s.ctx"])?;
+    ensure!(out.stdout.trim().len() == 32, "getrandom: {out}");
+    tpm.run("flushcontext", &["s.ctx"])?;
+    // Encrypted command and response parameters on an NV index.
+    tpm.run("startauthsession", &["--hmac-session", "-S", "s.ctx"])?;
+    tpm.run(
+        "sessionconfig",
+        &["s.ctx", "--enable-encrypt", "--enable-decrypt"],
+    )?;
+    nv_write_through(&tpm, &server)?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+fn session_survives_in_a_file_across_tools(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.run("policycommandcode", &["-S", "s.ctx", "TPM2_CC_Unseal"])?;
+    tpm.run("policyauthvalue", &["-S", "s.ctx", "-L", "p.policy"])?;
+    let handles = tpm.run("getcap", &["handles-saved-session"])?;
+    ensure!(
+        handles.stdout.contains("0x"),
+        "saved session not listed:\n{handles}"
+    );
+    tpm.run("flushcontext", &["s.ctx"])?;
+    ensure!(
+        std::fs::read(server.path("p.policy"))?.len() == 32,
+        "digest"
+    );
+    let handles = tpm.run("getcap", &["handles-saved-session"])?;
+    ensure!(
+        !handles.stdout.contains("0x"),
+        "flushed session still listed:\n{handles}"
+    );
+    Ok(())
+}
