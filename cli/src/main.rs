@@ -29,6 +29,8 @@ enum Command {
     Build(commands::build::Args),
     /// Print the SNP launch digest (report MEASUREMENT) of a -bios image.
     Measure(commands::measure::Args),
+    /// Run one unikernel backend in QEMU, its TPM port forwarded to 127.0.0.1.
+    RunBackend(commands::run_backend::Args),
     /// Check an SNP attestation report against a pinned manifest.
     Verify(commands::verify::Args),
 }
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Build(args) => commands::build::run(args),
         Command::Measure(args) => commands::measure::run(args),
+        Command::RunBackend(args) => commands::run_backend::run(args),
         Command::Verify(args) => commands::verify::run(args),
     };
     match result {

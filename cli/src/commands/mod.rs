@@ -2,5 +2,6 @@
 
 pub mod build;
 pub mod measure;
+pub mod run_backend;
 pub mod serve;
 pub mod verify;
