@@ -13,6 +13,8 @@ struct Step {
     tool: &'static str,
     args: &'static [&'static str],
     stdin: Option<&'static [u8]>,
+    /// How many lines of output to show.
+    lines: usize,
 }
 
 const fn step(explain: &'static str, tool: &'static str, args: &'static [&'static str]) -> Step {
@@ -21,7 +23,13 @@ const fn step(explain: &'static str, tool: &'static str, args: &'static [&'stati
         tool,
         args,
         stdin: None,
+        lines: 14,
     }
+}
+
+/// Shows only the first `lines` lines of the step's output.
+const fn first(lines: usize, step: Step) -> Step {
+    Step { lines, ..step }
 }
 
 const STEPS: &[Step] = &[
@@ -55,11 +63,15 @@ const STEPS: &[Step] = &[
         tool: "tpm2_hash",
         args: &["-g", "sha256", "--hex"],
         stdin: Some(b"hello ukvtpm"),
+        lines: 1,
     },
-    step(
-        "what this TPM is: family, revision, manufacturer, limits",
-        "tpm2_getcap",
-        &["properties-fixed"],
+    first(
+        16,
+        step(
+            "what this TPM is: family, revision, manufacturer, limits",
+            "tpm2_getcap",
+            &["properties-fixed"],
+        ),
     ),
     step(
         "the TPM clock: time since start-up, persistent clock, reset and restart counters",
@@ -71,10 +83,13 @@ const STEPS: &[Step] = &[
         "tpm2_changeauth",
         &["-c", "owner", "demo-owner-pw"],
     ),
-    step(
-        "the TPM now reports ownerAuthSet: 1",
-        "tpm2_getcap",
-        &["properties-variable"],
+    first(
+        4,
+        step(
+            "the TPM now reports ownerAuthSet: 1",
+            "tpm2_getcap",
+            &["properties-variable"],
+        ),
     ),
     step(
         "use the password to remove it again",
@@ -145,7 +160,12 @@ fn run_step(tpm: &Tpm2, n: usize, step: &Step) -> Result<()> {
             step.tool,
             shown.join(" ")
         ),
-        None => println!("  $ {} {}", step.tool, shown.join(" ")),
+        None => println!(
+            "  $ {}",
+            [step.tool.to_string(), shown.join(" ")]
+                .join(" ")
+                .trim_end()
+        ),
     }
     let out = match step.stdin {
         Some(input) => tpm.run_stdin(step.tool, step.args, input)?,
@@ -153,12 +173,11 @@ fn run_step(tpm: &Tpm2, n: usize, step: &Step) -> Result<()> {
     };
     let text = out.stdout.trim_end();
     let lines: Vec<&str> = text.lines().collect();
-    const MAX_LINES: usize = 14;
-    for line in lines.iter().take(MAX_LINES) {
+    for line in lines.iter().take(step.lines) {
         println!("    {line}");
     }
-    if lines.len() > MAX_LINES {
-        println!("    ... ({} more lines)", lines.len() - MAX_LINES);
+    if lines.len() > step.lines {
+        println!("    ... ({} more lines)", lines.len() - step.lines);
     }
     println!();
     Ok(())
