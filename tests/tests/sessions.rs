@@ -22,6 +22,7 @@ for_each_target!(
     policy_locality,
     policy_authorize_with_verified_ticket,
     policy_restart_and_get_digest,
+    policy_signed_and_ticket,
     salted_session_rsa,
     salted_session_ecc,
     bound_session,
@@ -547,6 +548,132 @@ fn policy_restart_and_get_digest(target: Target) -> Result<()> {
         "digests after PolicyRestart"
     );
     tpm.run("flushcontext", &["s.ctx"])?;
+    Ok(())
+}
+
+/// `openssl args...` in the server directory.
+fn openssl(server: &Server, args: &[&str]) -> Result<()> {
+    let program = ukvtpm_tests::require::tool("openssl")?;
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(server.path(""))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn policy_signed_and_ticket(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    openssl(&server, &["genrsa", "-out", "private.pem", "2048"])?;
+    openssl(
+        &server,
+        &["rsa", "-in", "private.pem", "-pubout", "-out", "public.pem"],
+    )?;
+    let load_key = || {
+        run_flush(
+            &tpm,
+            "loadexternal",
+            &[
+                "-C",
+                "o",
+                "-G",
+                "rsa",
+                "-u",
+                "public.pem",
+                "-c",
+                "key.ctx",
+                "-n",
+                "key.name",
+            ],
+        )
+    };
+    load_key()?;
+    // The policy digest does not depend on the nonce: take it from a real session.
+    let signed = |extra: &[&str]| -> Result<()> {
+        let mut raw = vec![
+            "-S",
+            "s.ctx",
+            "-g",
+            "sha256",
+            "-c",
+            "key.ctx",
+            "--raw-data",
+            "to_sign.bin",
+        ];
+        raw.extend_from_slice(extra);
+        run_flush(&tpm, "policysigned", &raw)?;
+        openssl(
+            &server,
+            &[
+                "dgst",
+                "-sha256",
+                "-sign",
+                "private.pem",
+                "-out",
+                "sig.dat",
+                "to_sign.bin",
+            ],
+        )?;
+        let mut args = vec![
+            "-S", "s.ctx", "-g", "sha256", "-s", "sig.dat", "-f", "rsassa", "-c", "key.ctx",
+        ];
+        args.extend_from_slice(extra);
+        run_flush(&tpm, "policysigned", &args)
+    };
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    signed(&["-L", "signed.policy"])?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    seal(&tpm, &server, "signed.policy", None, SEAL_ATTRS)?;
+    // Sign over the session nonce, with a ticket valid for an hour.
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    signed(&[
+        "-x",
+        "-t",
+        "-3600",
+        "--ticket",
+        "signed.tkt",
+        "--timeout",
+        "signed.timeout",
+    ])?;
+    ensure!(
+        unseal(&tpm, "session:s.ctx")? == SECRET,
+        "unseal with PolicySigned"
+    );
+    tpm.run("flushcontext", &["s.ctx"])?;
+    // The ticket stands in for the signature.
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.run(
+        "policyticket",
+        &[
+            "-S",
+            "s.ctx",
+            "-n",
+            "key.name",
+            "--ticket",
+            "signed.tkt",
+            "--timeout",
+            "signed.timeout",
+        ],
+    )?;
+    ensure!(
+        unseal(&tpm, "session:s.ctx")? == SECRET,
+        "unseal with PolicyTicket"
+    );
+    tpm.run("flushcontext", &["s.ctx"])?;
+    // A bad signature is refused.
+    load_key()?;
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    std::fs::write(server.path("sig.dat"), [0u8; 256])?;
+    tpm.fails(
+        "policysigned",
+        &[
+            "-S", "s.ctx", "-g", "sha256", "-s", "sig.dat", "-f", "rsassa", "-c", "key.ctx",
+        ],
+    )?;
     Ok(())
 }
 

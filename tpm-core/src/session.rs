@@ -862,7 +862,7 @@ pub fn respond(ctx: &mut Ctx<'_>, cs: &mut CommandSessions, rparams: &mut [u8]) 
         ctx.tpm.vs.exclusive_audit = None;
     }
     let mut out = Writer::new();
-    let now = ctx.now_ms;
+    let now = ctx.time();
     for e in &cs.entries {
         if e.handle == Handle::PASSWORD {
             out.tpm2b(&[]).u8(attr::CONTINUE_SESSION).tpm2b(&[]);

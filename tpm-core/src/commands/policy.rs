@@ -65,6 +65,12 @@ pub const COMMANDS: &[CommandDef] = &[
         policy_secret
     ),
     def!(
+        cc::POLICY_SIGNED,
+        &[plain(HandleKind::Object), plain(HandleKind::PolicySession)],
+        policy_signed
+    ),
+    def!(cc::POLICY_TICKET, POLICY_ONLY, policy_ticket),
+    def!(
         cc::POLICY_NV,
         &[
             auth(HandleKind::NvAuth, AuthRole::User),
@@ -84,9 +90,10 @@ pub const COMMANDS: &[CommandDef] = &[
     ),
 ];
 
-/// TPM_ST_VERIFIED, TPM_ST_AUTH_SECRET (Part 2, 6.9).
+/// TPM_ST_VERIFIED, TPM_ST_AUTH_SECRET, TPM_ST_AUTH_SIGNED (Part 2, 6.9).
 const ST_VERIFIED: u16 = 0x8022;
 const ST_AUTH_SECRET: u16 = 0x8023;
+const ST_AUTH_SIGNED: u16 = 0x8025;
 
 fn session_handle(req: &Request<'_>, i: usize) -> Handle {
     req.handles.get(i).copied().unwrap_or(Handle::NULL)
@@ -517,6 +524,97 @@ fn policy_update(s: &mut Session, code: u32, name: &[u8], policy_ref: &[u8]) {
     extend(s, &[policy_ref]);
 }
 
+/// PolicySigned/PolicySecret parameter checks (reference PolicyParameterChecks) and the
+/// policy timeout they set. Returns the authorization's expiry in TPM time (ms), 0 = none.
+fn parameter_checks(
+    s: &mut Session,
+    now: u64,
+    nonce_tpm: &[u8],
+    cp_hash_a: &[u8],
+    expiration: i32,
+    p_nonce: u8,
+) -> TpmResult<u64> {
+    if !nonce_tpm.is_empty() && nonce_tpm != s.nonce_tpm.as_slice() {
+        return Err(TpmRc::NONCE.param(p_nonce));
+    }
+    if !cp_hash_a.is_empty() {
+        if cp_hash_a.len() != s.alg.digest_size() {
+            return Err(TpmRc::SIZE.param(p_nonce + 1));
+        }
+        set_cp_hash(s, CpHashKind::CpHash, cp_hash_a)?;
+    }
+    if expiration == 0 {
+        return Ok(0);
+    }
+    // Part 3, 23.3: expiration in seconds from the start of the policy session (only with
+    // a nonce; otherwise from now).
+    let base = if nonce_tpm.is_empty() {
+        now
+    } else {
+        s.start_time_ms
+    };
+    let limit = base.saturating_add(u64::from(expiration.unsigned_abs()) * 1000);
+    if now > limit {
+        return Err(TpmRc::EXPIRED.param(p_nonce + 3));
+    }
+    if s.policy.timeout_ms == 0 || limit < s.policy.timeout_ms {
+        s.policy.timeout_ms = limit;
+    }
+    Ok(limit)
+}
+
+/// The HMAC of a TPMT_TK_AUTH (Part 3, 23.3.x; reference TicketComputeAuth): over the
+/// ticket type, the timeout, the TPM Reset count (tickets end at TPM Reset), cpHashA,
+/// policyRef and the authorizing entity's Name.
+fn auth_ticket(
+    ctx: &Ctx<'_>,
+    tag: u16,
+    hierarchy: Handle,
+    timeout: &[u8],
+    cp_hash_a: &[u8],
+    policy_ref: &[u8],
+    name: &[u8],
+) -> Vec<u8> {
+    crate::object::creation::ticket_hmac(
+        ctx,
+        hierarchy,
+        HashAlg::Sha256,
+        &[
+            &tag.to_be_bytes(),
+            timeout,
+            &ctx.ps().reset_count.to_be_bytes(),
+            cp_hash_a,
+            policy_ref,
+            name,
+        ],
+    )
+}
+
+/// Writes timeout and policyTicket: a real ticket when expiration < 0 and the caller gave a
+/// nonce (Part 3, 23.3.1), otherwise a NULL ticket.
+#[allow(clippy::too_many_arguments)]
+fn write_ticket_response(
+    ctx: &Ctx<'_>,
+    tag: u16,
+    hierarchy: Handle,
+    expiration: i32,
+    limit: u64,
+    nonce_given: bool,
+    cp_hash_a: &[u8],
+    policy_ref: &[u8],
+    name: &[u8],
+) -> Writer {
+    let mut out = Writer::new();
+    if expiration < 0 && nonce_given && hierarchy != Handle::NULL {
+        let timeout = limit.to_be_bytes();
+        let digest = auth_ticket(ctx, tag, hierarchy, &timeout, cp_hash_a, policy_ref, name);
+        out.tpm2b(&timeout).u16(tag).u32(hierarchy.0).tpm2b(&digest);
+    } else {
+        out.tpm2b(&[]).u16(tag).u32(Handle::NULL.0).tpm2b(&[]);
+    }
+    out
+}
+
 /// Part 3, 23.4 TPM2_PolicySecret: the caller proved knowledge of authHandle's authValue
 /// (checked by the session processing before this runs).
 #[doc(alias = "TPM2_PolicySecret")]
@@ -529,40 +627,152 @@ fn policy_secret(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let expiration = r.u32()? as i32;
     r.finish()?;
     let name = entity_name(ctx, auth_handle);
+    let hierarchy = entity_hierarchy(ctx, auth_handle);
     let now = ctx.time();
     let s = session(ctx, sh)?;
-    if !is_trial(s) {
-        if !nonce_tpm.is_empty() && nonce_tpm != s.nonce_tpm.as_slice() {
-            return Err(TpmRc::NONCE.param(1));
+    let limit = if is_trial(s) {
+        0
+    } else {
+        parameter_checks(s, now, nonce_tpm, cp_hash_a, expiration, 1)?
+    };
+    policy_update(s, cc::POLICY_SECRET, &name, policy_ref);
+    let out = write_ticket_response(
+        ctx,
+        ST_AUTH_SECRET,
+        hierarchy,
+        expiration,
+        limit,
+        !nonce_tpm.is_empty(),
+        cp_hash_a,
+        policy_ref,
+        &name,
+    );
+    Ok(Response::params(out))
+}
+
+/// The hierarchy whose proof protects tickets about `h`.
+fn entity_hierarchy(ctx: &Ctx<'_>, h: Handle) -> Handle {
+    match h {
+        Handle::OWNER | Handle::ENDORSEMENT | Handle::PLATFORM => h,
+        Handle::LOCKOUT => Handle::OWNER,
+        _ => match h.kind() {
+            crate::handle::HandleType::NvIndex => match ctx.ps().nv.get(h) {
+                Some(ix) if ix.has(nv_attr::PLATFORMCREATE) => Handle::PLATFORM,
+                _ => Handle::OWNER,
+            },
+            crate::handle::HandleType::Pcr => Handle::OWNER,
+            _ => crate::entity::hierarchy(ctx, h).unwrap_or(Handle::NULL),
+        },
+    }
+}
+
+/// Part 3, 23.3 TPM2_PolicySigned: authObject's key signed
+/// aHash = H(nonceTPM || expiration || cpHashA || policyRef).
+#[doc(alias = "TPM2_PolicySigned")]
+fn policy_signed(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let (auth_object, sh) = (session_handle(req, 0), session_handle(req, 1));
+    let key = crate::entity::object(ctx, auth_object).map_err(|rc| rc.handle(1))?;
+    let mut r = Reader::params(req.params);
+    let nonce_tpm = r.tpm2b(MAX_DIGEST_SIZE)?;
+    let cp_hash_a = r.tpm2b(MAX_DIGEST_SIZE)?;
+    let policy_ref = r.tpm2b(MAX_DIGEST_SIZE)?;
+    let expiration = r.u32()? as i32;
+    r.begin();
+    let mut c = crate::object::public::Cursor::new(r.remaining());
+    let a_hash =
+        key.name_alg()
+            .digest(&[nonce_tpm, &expiration.to_be_bytes(), cp_hash_a, policy_ref]);
+    let verified = crate::commands::signature::verify(&key, &a_hash, &mut c);
+    let used = r.remaining().len() - c.buf.len();
+    r.raw_bytes(used)?;
+    r.finish()?;
+    let now = ctx.time();
+    let trial = ctx.tpm.vs.sessions.get(sh).is_some_and(is_trial);
+    if !trial {
+        if !key.public.has(crate::object::attr::SIGN) {
+            return Err(TpmRc::ATTRIBUTES.handle(1));
         }
-        if !cp_hash_a.is_empty() {
-            if cp_hash_a.len() != s.alg.digest_size() {
-                return Err(TpmRc::SIZE.param(2));
-            }
-            set_cp_hash(s, CpHashKind::CpHash, cp_hash_a)?;
-        }
-        if expiration != 0 {
-            // Part 3, 23.4: expiration in seconds from the start of the policy session.
-            let limit = s
-                .start_time_ms
-                .saturating_add(u64::from(expiration.unsigned_abs()) * 1000);
-            if now > limit {
-                return Err(TpmRc::EXPIRED.param(4));
-            }
-            if s.policy.timeout_ms == 0 || limit < s.policy.timeout_ms {
-                s.policy.timeout_ms = limit;
-            }
+        match verified {
+            Ok(true) => {}
+            Ok(false) => return Err(TpmRc::SIGNATURE.param(5)),
+            Err(rc) => return Err(rc.param(5)),
         }
     }
-    policy_update(s, cc::POLICY_SECRET, &name, policy_ref);
-    // No ticket is produced (tickets need expiration < 0 with a nonce; the NULL ticket is
-    // what a TPM returns otherwise).
-    let mut out = Writer::new();
-    out.tpm2b(&[])
-        .u16(ST_AUTH_SECRET)
-        .u32(Handle::NULL.0)
-        .tpm2b(&[]);
+    let s = session(ctx, sh)?;
+    let limit = if trial {
+        0
+    } else {
+        parameter_checks(s, now, nonce_tpm, cp_hash_a, expiration, 1)?
+    };
+    policy_update(s, cc::POLICY_SIGNED, &key.name, policy_ref);
+    let out = write_ticket_response(
+        ctx,
+        ST_AUTH_SIGNED,
+        key.hierarchy,
+        expiration,
+        limit,
+        !nonce_tpm.is_empty(),
+        cp_hash_a,
+        policy_ref,
+        &key.name,
+    );
     Ok(Response::params(out))
+}
+
+/// Part 3, 23.5 TPM2_PolicyTicket: a ticket from an earlier PolicySigned/PolicySecret stands
+/// in for the signature or the authValue until its timeout.
+#[doc(alias = "TPM2_PolicyTicket")]
+fn policy_ticket(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let sh = session_handle(req, 0);
+    let mut r = Reader::params(req.params);
+    let timeout = r.tpm2b(8)?.to_vec();
+    let cp_hash_a = r.tpm2b(MAX_DIGEST_SIZE)?.to_vec();
+    let policy_ref = r.tpm2b(MAX_DIGEST_SIZE)?.to_vec();
+    let auth_name = r.tpm2b(2 + MAX_DIGEST_SIZE)?.to_vec();
+    r.begin();
+    let tag = r.raw_u16()?;
+    let hierarchy = Handle(r.raw_u32()?);
+    let digest = r.raw_tpm2b(MAX_DIGEST_SIZE)?.to_vec();
+    r.finish()?;
+    let code = match tag {
+        ST_AUTH_SIGNED => cc::POLICY_SIGNED,
+        ST_AUTH_SECRET => cc::POLICY_SECRET,
+        _ => return Err(TpmRc::TAG.param(5)),
+    };
+    if timeout.len() != 8 || hierarchy == Handle::NULL {
+        return Err(TpmRc::TICKET.param(5));
+    }
+    let limit = u64::from_be_bytes(
+        timeout
+            .clone()
+            .try_into()
+            .map_err(|_| TpmRc::SIZE.param(1))?,
+    );
+    if ctx.time() > limit {
+        return Err(TpmRc::EXPIRED.param(1));
+    }
+    let expected = auth_ticket(
+        ctx,
+        tag,
+        hierarchy,
+        &timeout,
+        &cp_hash_a,
+        &policy_ref,
+        &auth_name,
+    );
+    use subtle::ConstantTimeEq;
+    if expected.len() != digest.len() || !bool::from(expected.ct_eq(&digest)) {
+        return Err(TpmRc::TICKET.param(5));
+    }
+    let s = session(ctx, sh)?;
+    if !cp_hash_a.is_empty() {
+        set_cp_hash(s, CpHashKind::CpHash, &cp_hash_a)?;
+    }
+    if s.policy.timeout_ms == 0 || limit < s.policy.timeout_ms {
+        s.policy.timeout_ms = limit;
+    }
+    policy_update(s, code, &auth_name, &policy_ref);
+    Ok(Response::empty())
 }
 
 /// Part 3, 23.16 TPM2_PolicyAuthorize: replaces the policy by one approved by keySign, proven
