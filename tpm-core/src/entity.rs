@@ -16,8 +16,8 @@ use crate::handle::{Handle, HandleType};
 use crate::object::public::{Public, name_of};
 use crate::object::{Object, Sensitive, attr};
 use crate::rc::{TpmRc, TpmResult};
-use crate::state::AuthValue;
 use crate::state::persistent::StoredObject;
+use crate::state::{AuthValue, Slot};
 
 /// The loaded object at `h` (transient or persistent), TPM_RC_HANDLE when there is none.
 pub fn object(ctx: &mut Ctx<'_>, h: Handle) -> TpmResult<Arc<Object>> {
@@ -70,7 +70,12 @@ pub fn hierarchy(ctx: &Ctx<'_>, h: Handle) -> Option<Handle> {
 /// object this module knows (sessions code handles PCRs, permanent handles and NV itself).
 pub fn name(ctx: &Ctx<'_>, h: Handle) -> Option<Vec<u8>> {
     match h.kind() {
-        HandleType::Transient => ctx.tpm.vs.objects.object(h).map(|o| o.name.clone()),
+        // A hash/HMAC/event sequence has no public area: its Name is the Empty Buffer
+        // (reference AllocateSequenceSlot), which is what cpHash and tpm2-tss use.
+        HandleType::Transient => match ctx.tpm.vs.objects.get(h)? {
+            Slot::Object(o) => Some(o.name.clone()),
+            Slot::Sequence(_) => Some(Vec::new()),
+        },
         HandleType::Persistent => {
             let s = ctx.ps().persistent.get(h)?;
             let public = Public::parse(&s.public).ok()?;

@@ -1,8 +1,232 @@
-//! Part 3, 13 "Duplication Commands": Duplicate, Import, Rewrap.
+//! Part 3, 13 "Duplication Commands": Duplicate and Import (Part 1, 23.3 "Protected Storage"
+//! and 23.4 "Duplication").
 //!
-//! Not implemented yet: the table is empty, so these commands answer TPM_RC_COMMAND_CODE and
-//! GetCapability does not list them.
+//! A duplication blob is the object's TPM2B_SENSITIVE, optionally inner-wrapped (an integrity
+//! digest H_nameAlg(sensitive || Name) in front, then AES-CFB with a key the caller knows)
+//! and optionally outer-wrapped to the new parent (a seed encrypted to it with the label
+//! "DUPLICATE", then the same STORAGE/INTEGRITY outer wrap as a child's private area).
 
-use crate::commands::CommandDef;
+use alloc::vec::Vec;
 
-pub const COMMANDS: &[CommandDef] = &[];
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::auth::AuthRole;
+use crate::commands::object::read_template;
+use crate::commands::{CommandDef, HandleKind, Request, Response, auth, cc, plain};
+use crate::context::Ctx;
+use crate::crypto::sym;
+use crate::entity;
+use crate::handle::Handle;
+use crate::marshal::{Reader, Writer};
+use crate::object::public::{Cursor, SymDef};
+use crate::object::{Object, Sensitive, attr, protect};
+use crate::rc::{TpmRc, TpmResult};
+
+pub const COMMANDS: &[CommandDef] = &[
+    CommandDef {
+        cc: cc::DUPLICATE,
+        handles: &[
+            auth(HandleKind::Object, AuthRole::Dup),
+            plain(HandleKind::ObjectOrNull),
+        ],
+        response_handle: false,
+        run: duplicate,
+    },
+    CommandDef {
+        cc: cc::IMPORT,
+        handles: &[auth(HandleKind::Object, AuthRole::User)],
+        response_handle: false,
+        run: import,
+    },
+];
+
+/// The label of duplication seeds (Part 1, 23.4), with its terminating zero.
+pub const DUPLICATE: &[u8] = b"DUPLICATE\0";
+
+/// Reads TPMT_SYM_DEF_OBJECT+ as the next parameter.
+fn read_sym_def(r: &mut Reader<'_>) -> TpmResult<SymDef> {
+    r.begin();
+    let mut c = Cursor::new(r.remaining());
+    let def = SymDef::parse(&mut c, true).map_err(|rc| r.err(rc))?;
+    let used = r.remaining().len() - c.buf.len();
+    r.raw_bytes(used)?;
+    Ok(def)
+}
+
+/// Part 3, 13.1 TPM2_Duplicate.
+#[doc(alias = "TPM2_Duplicate")]
+fn duplicate(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let object = entity::object(ctx, req.handles[0]).map_err(|rc| rc.handle(1))?;
+    let new_parent_h = req.handles[1];
+    let mut r = Reader::params(req.params);
+    let key_in = r.tpm2b(64)?.to_vec();
+    let sym_def = read_sym_def(&mut r)?;
+    r.finish()?;
+    if object.public.has(attr::FIXED_PARENT) {
+        return Err(TpmRc::ATTRIBUTES.handle(1));
+    }
+    let new_parent = if new_parent_h == Handle::NULL {
+        None
+    } else {
+        let p = entity::object(ctx, new_parent_h).map_err(|rc| rc.handle(2))?;
+        if !p.public.is_storage_parent() {
+            return Err(TpmRc::TYPE.handle(2));
+        }
+        Some(p)
+    };
+    if object.public.has(attr::ENCRYPTED_DUPLICATION) {
+        if sym_def.is_null() {
+            return Err(TpmRc::SYMMETRIC.param(2));
+        }
+        if new_parent.is_none() {
+            return Err(TpmRc::HIERARCHY.handle(2));
+        }
+    }
+    let key_len = usize::from(sym_def.bits).div_ceil(8);
+    if sym_def.is_null() && !key_in.is_empty()
+        || !sym_def.is_null() && !key_in.is_empty() && key_in.len() != key_len
+    {
+        return Err(TpmRc::SIZE.param(1));
+    }
+    let sensitive = object.sensitive.as_ref().ok_or(TpmRc::KEY.handle(1))?;
+    let (seed, out_seed) = match &new_parent {
+        Some(p) => {
+            let mut fill = |b: &mut [u8]| ctx.random(b);
+            protect::make_secret(&mut fill, p, DUPLICATE)?
+        }
+        None => (Zeroizing::new(Vec::new()), Vec::new()),
+    };
+    let mut blob = sensitive.to_tpm2b(object.public.object_type());
+    let mut key_out = Zeroizing::new(Vec::new());
+    if !sym_def.is_null() {
+        let key = if key_in.is_empty() {
+            let mut k = Zeroizing::new(alloc::vec![0u8; key_len]);
+            ctx.random(&mut k);
+            k
+        } else {
+            Zeroizing::new(key_in.clone())
+        };
+        blob = inner_wrap(&object, &key, &blob)?;
+        key_out = key;
+    }
+    let dup = match &new_parent {
+        Some(p) => protect::outer_wrap(
+            p.name_alg(),
+            p.public.symmetric(),
+            &seed,
+            &object.name,
+            &blob,
+        )?,
+        None => blob.to_vec(),
+    };
+    let mut w = Writer::new();
+    w.tpm2b(&key_out).tpm2b(&dup).tpm2b(&out_seed);
+    Ok(Response::params(w))
+}
+
+/// Inner wrap (reference SensitiveToDuplicate): TPM2B_DIGEST(H_nameAlg(sensitive || Name))
+/// || sensitive, encrypted with AES-CFB under `key` and a zero IV.
+fn inner_wrap(object: &Object, key: &[u8], sensitive: &[u8]) -> TpmResult<Zeroizing<Vec<u8>>> {
+    let integrity = object.name_alg().digest(&[sensitive, &object.name]);
+    let mut w = Writer::new();
+    w.tpm2b(&integrity).bytes(sensitive);
+    let mut buf = Zeroizing::new(w.into_vec());
+    sym::cfb_encrypt(key, &mut buf)?;
+    Ok(buf)
+}
+
+/// Part 3, 13.3 TPM2_Import: turns a duplication blob into a private area protected by the
+/// parent, to be loaded with TPM2_Load.
+#[doc(alias = "TPM2_Import")]
+fn import(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let parent = entity::object(ctx, req.handles[0]).map_err(|rc| rc.handle(1))?;
+    let mut r = Reader::params(req.params);
+    let enc_key = r.tpm2b(64)?.to_vec();
+    let public = read_template(&mut r)?;
+    let dup = r.tpm2b(4096)?.to_vec();
+    let in_seed = r.tpm2b(4096)?.to_vec();
+    let sym_def = read_sym_def(&mut r)?;
+    r.finish()?;
+    if public.has(attr::FIXED_TPM) || public.has(attr::FIXED_PARENT) {
+        return Err(TpmRc::ATTRIBUTES.param(2));
+    }
+    if !parent.public.is_storage_parent() || !parent.has_private() {
+        return Err(TpmRc::TYPE.handle(1));
+    }
+    let encrypted_dup = public.has(attr::ENCRYPTED_DUPLICATION);
+    if sym_def.is_null() {
+        if !enc_key.is_empty() {
+            return Err(TpmRc::SIZE.param(1));
+        }
+        if encrypted_dup {
+            return Err(TpmRc::ATTRIBUTES.param(1));
+        }
+    } else if enc_key.len() != usize::from(sym_def.bits).div_ceil(8) {
+        return Err(TpmRc::SIZE.param(1));
+    }
+    let seed = if in_seed.is_empty() {
+        if encrypted_dup {
+            return Err(TpmRc::ATTRIBUTES.param(4));
+        }
+        Zeroizing::new(Vec::new())
+    } else {
+        let mut fill = |b: &mut [u8]| ctx.random(b);
+        protect::recover_secret(&mut fill, &parent, DUPLICATE, &in_seed).map_err(|rc| {
+            if rc == TpmRc::KEY {
+                TpmRc::FAILURE
+            } else {
+                rc.param(4)
+            }
+        })?
+    };
+    let name = public.name();
+    let sensitive = unwrap_duplicate(&parent, &public, &name, &seed, &sym_def, &enc_key, &dup)
+        .map_err(|rc| rc.param(3))?;
+    // Validate the pair as Load would, so a bad import fails now rather than at Load.
+    public.validate().map_err(|rc| rc.param(2))?;
+    let object_type = public.object_type();
+    Object::new(public, Some(sensitive.clone()), parent.hierarchy, &[])
+        .map_err(|rc| rc.param(3))?;
+    let private = protect::wrap_child(&parent, &name, &sensitive.to_tpm2b(object_type))?;
+    let mut w = Writer::new();
+    w.tpm2b(&private);
+    Ok(Response::params(w))
+}
+
+/// Reference DuplicateToSensitive: removes the outer wrap (when there is a seed) and the inner
+/// wrap (when there is a symmetric algorithm), checking both integrity values.
+fn unwrap_duplicate(
+    parent: &Object,
+    public: &crate::object::Public,
+    name: &[u8],
+    seed: &[u8],
+    sym_def: &SymDef,
+    enc_key: &[u8],
+    dup: &[u8],
+) -> TpmResult<Sensitive> {
+    let mut buf = if seed.is_empty() {
+        Zeroizing::new(dup.to_vec())
+    } else {
+        protect::outer_unwrap(
+            parent.name_alg(),
+            parent.public.symmetric(),
+            seed,
+            name,
+            dup,
+        )?
+    };
+    if !sym_def.is_null() {
+        sym::cfb_decrypt(enc_key, &mut buf)?;
+        let mut c = Cursor::new(&buf);
+        let integrity = c.tpm2b(64).map_err(|_| TpmRc::INTEGRITY)?;
+        let rest = c.buf;
+        let expected = public.name_alg.digest(&[rest, name]);
+        if !bool::from(expected.ct_eq(integrity)) {
+            return Err(TpmRc::INTEGRITY);
+        }
+        buf = Zeroizing::new(rest.to_vec());
+    }
+    let inner = protect::strip_tpm2b(&buf).map_err(|_| TpmRc::SIZE)?;
+    Sensitive::parse(inner, public.object_type())
+}

@@ -1,5 +1,6 @@
-//! Part 3, 15.5 TPM2_HMAC with KEYEDHASH signing keys. (HMAC_Start needs the HMAC sequence
-//! state of `state::objects`, which the hash-sequence work provides.)
+//! Part 3, 15.5 TPM2_HMAC and 17.2 TPM2_HMAC_Start with KEYEDHASH signing keys. An HMAC
+//! sequence is a `SequenceKind::Hmac` slot; SequenceUpdate/SequenceComplete (`hash.rs`)
+//! drive it like a hash sequence.
 
 use crate::auth::AuthRole;
 use crate::commands::{CommandDef, HandleKind, Request, Response, auth, cc};
@@ -10,13 +11,24 @@ use crate::entity;
 use crate::marshal::{Reader, Writer};
 use crate::object::{Object, Params, alg, attr};
 use crate::rc::{TpmRc, TpmResult};
+use crate::state::AuthValue;
+use crate::state::Slot;
+use crate::state::objects::{HashSequence, HmacState, SequenceKind};
 
-pub const COMMANDS: &[CommandDef] = &[CommandDef {
-    cc: cc::HMAC,
-    handles: &[auth(HandleKind::Object, AuthRole::User)],
-    response_handle: false,
-    run: hmac,
-}];
+pub const COMMANDS: &[CommandDef] = &[
+    CommandDef {
+        cc: cc::HMAC,
+        handles: &[auth(HandleKind::Object, AuthRole::User)],
+        response_handle: false,
+        run: hmac,
+    },
+    CommandDef {
+        cc: cc::HMAC_START,
+        handles: &[auth(HandleKind::Object, AuthRole::User)],
+        response_handle: true,
+        run: hmac_start,
+    },
+];
 
 /// The hash of an HMAC operation with `key`: the key's scheme hash, or the requested one
 /// when the key has none (TPM_RC_VALUE when they differ, as the reference does).
@@ -52,4 +64,40 @@ fn hmac(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let mut w = Writer::new();
     w.tpm2b(&mac);
     Ok(Response::params(w))
+}
+
+/// Part 3, 17.2 TPM2_HMAC_Start: an HMAC sequence keyed with the object's secret; the
+/// sequence has its own authValue (`auth`).
+#[doc(alias = "TPM2_HMAC_Start")]
+fn hmac_start(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let key = entity::object(ctx, req.handles[0]).map_err(|rc| rc.handle(1))?;
+    let mut r = Reader::params(req.params);
+    let auth = r.tpm2b(64)?;
+    let hash = r.u16()?;
+    r.finish()?;
+    if !matches!(key.public.params, Params::KeyedHash { .. }) {
+        return Err(TpmRc::TYPE.handle(1));
+    }
+    if key.public.has(attr::RESTRICTED) {
+        return Err(TpmRc::ATTRIBUTES.handle(1));
+    }
+    let alg = hmac_hash(&key, hash, 2)?;
+    let seq = HashSequence {
+        auth: AuthValue::new(auth),
+        kind: SequenceKind::Hmac(HmacState::new(
+            alg,
+            key.secret().map_err(|rc| rc.handle(1))?,
+        )),
+        ticket_safe: None,
+    };
+    let handle = ctx
+        .tpm
+        .vs
+        .objects
+        .insert(Slot::Sequence(seq))
+        .ok_or(TpmRc::OBJECT_MEMORY)?;
+    Ok(Response {
+        handle: Some(handle),
+        params: Writer::new(),
+    })
 }

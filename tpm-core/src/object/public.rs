@@ -543,7 +543,9 @@ impl Public {
                 if restricted && sign {
                     return Err(TpmRc::ATTRIBUTES);
                 }
-                if restricted && symmetric.mode != alg::CFB {
+                // tpm2-tools' symmetric parent templates leave the mode NULL; the reference
+                // accepts that (CFB is what protects children anyway).
+                if restricted && symmetric.mode != alg::CFB && symmetric.mode != alg::NULL {
                     return Err(TpmRc::MODE);
                 }
             }
