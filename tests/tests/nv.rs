@@ -27,6 +27,7 @@ for_each_target!(
     nv_state_survives_restart,
     nv_da_lockout_and_reset,
     nv_policy_write,
+    nv_certify,
 );
 
 fn start(target: Target) -> Result<(Server, Tpm2)> {
@@ -446,5 +447,87 @@ fn nv_policy_write(target: Target) -> Result<()> {
     tpm.run("flushcontext", &["s.ctx"])?;
     let got = nvread(&tpm, &server, &["0x150002c", "-C", "o", "-s", "8"])?;
     ensure!(got == b"policy!!", "read back {got:?}");
+    Ok(())
+}
+
+fn nv_certify(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    tpm.run("flushcontext", &["-t"])?;
+    tpm.run("createprimary", &["-C", "e", "-c", "prim.ctx"])?;
+    tpm.run("flushcontext", &["-t"])?;
+    tpm.run(
+        "create",
+        &[
+            "-C",
+            "prim.ctx",
+            "-G",
+            "rsa2048:rsassa-sha256:null",
+            "-u",
+            "sign.pub",
+            "-r",
+            "sign.priv",
+        ],
+    )?;
+    tpm.run("flushcontext", &["-t"])?;
+    tpm.run(
+        "load",
+        &[
+            "-C",
+            "prim.ctx",
+            "-u",
+            "sign.pub",
+            "-r",
+            "sign.priv",
+            "-c",
+            "sign.ctx",
+        ],
+    )?;
+    tpm.run("flushcontext", &["-t"])?;
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x1500300",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "ownerread|ownerwrite",
+        ],
+    )?;
+    let data = write_file(&server, "data", b"certify!")?;
+    tpm.run("nvwrite", &["0x1500300", "-C", "o", "-i", &data])?;
+    tpm.run(
+        "nvcertify",
+        &[
+            "-C",
+            "sign.ctx",
+            "-g",
+            "sha256",
+            "-o",
+            "nv.sig",
+            "--attestation",
+            "nv.att",
+            "--size",
+            "8",
+            "-c",
+            "o",
+            "0x1500300",
+        ],
+    )?;
+    tpm.run("flushcontext", &["-t"])?;
+    let att = std::fs::read(server.path("nv.att"))?;
+    ensure!(
+        att.get(4..6) == Some(&[0x80, 0x14][..]),
+        "not an NV attestation"
+    );
+    ensure!(att.ends_with(b"certify!"), "contents not attested");
+    tpm.run(
+        "verifysignature",
+        &[
+            "-c", "sign.ctx", "-g", "sha256", "-m", "nv.att", "-s", "nv.sig",
+        ],
+    )?;
+    tpm.run("flushcontext", &["-t"])?;
     Ok(())
 }

@@ -23,6 +23,7 @@ for_each_target!(
     policy_authorize_with_verified_ticket,
     policy_restart_and_get_digest,
     policy_signed_and_ticket,
+    audit_session_digest,
     salted_session_rsa,
     salted_session_ecc,
     bound_session,
@@ -848,5 +849,78 @@ fn session_survives_in_a_file_across_tools(target: Target) -> Result<()> {
         !handles.stdout.contains("0x"),
         "flushed session still listed:\n{handles}"
     );
+    Ok(())
+}
+
+/// A restricted-free RSA signing key in sign.ctx.
+fn signing_key(tpm: &Tpm2) -> Result<()> {
+    tpm.run("flushcontext", &["-t"])?;
+    run_flush(tpm, "createprimary", &["-C", "e", "-c", "prim.ctx"])?;
+    run_flush(
+        tpm,
+        "create",
+        &[
+            "-C",
+            "prim.ctx",
+            "-G",
+            "rsa2048:rsassa-sha256:null",
+            "-u",
+            "sign.pub",
+            "-r",
+            "sign.priv",
+        ],
+    )?;
+    run_flush(
+        tpm,
+        "load",
+        &[
+            "-C",
+            "prim.ctx",
+            "-u",
+            "sign.pub",
+            "-r",
+            "sign.priv",
+            "-c",
+            "sign.ctx",
+        ],
+    )
+}
+
+fn audit_session_digest(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    signing_key(&tpm)?;
+    tpm.run("startauthsession", &["-S", "audit.ctx", "--audit-session"])?;
+    tpm.run("getrandom", &["8", "-S", "audit.ctx", "--hex"])?;
+    tpm.run("getrandom", &["8", "-S", "audit.ctx", "--hex"])?;
+    run_flush(
+        &tpm,
+        "getsessionauditdigest",
+        &[
+            "-c",
+            "sign.ctx",
+            "-g",
+            "sha256",
+            "-m",
+            "att.bin",
+            "-s",
+            "att.sig",
+            "-S",
+            "audit.ctx",
+        ],
+    )?;
+    let att = std::fs::read(server.path("att.bin"))?;
+    ensure!(
+        att.get(4..6) == Some(&[0x80, 0x16][..]),
+        "not a session audit attestation"
+    );
+    // The signature verifies over the attestation.
+    run_flush(
+        &tpm,
+        "verifysignature",
+        &[
+            "-c", "sign.ctx", "-g", "sha256", "-m", "att.bin", "-s", "att.sig",
+        ],
+    )?;
+    tpm.run("flushcontext", &["audit.ctx"])?;
     Ok(())
 }

@@ -378,6 +378,16 @@ pub fn process(
             }
         }
     }
+    // The audit digest needs cpHash even when no HMAC was computed with it.
+    if let Some(i) = cs.audit
+        && let Some(alg) = cs
+            .entries
+            .get(i)
+            .and_then(|e| ctx.tpm.vs.sessions.get(e.handle))
+            .map(|s| s.alg)
+    {
+        cp_hash(ctx, &mut cs, alg, handles, params);
+    }
     Ok(cs)
 }
 

@@ -216,3 +216,51 @@ fn start_auth_session_parameter_checks() {
     let r = e.execute(0, &frame(cc::START_AUTH_SESSION, &[NULL, NULL], None, &p));
     assert_eq!(rc(&r), TpmRc::VALUE.param(3));
 }
+
+#[test]
+fn audit_session_digest_chains_cp_and_rp_hashes() {
+    use ukvtpm_tpm_core::crypto::hash::HashAlg;
+    let mut e = started();
+    let mut s = start_session(&mut e, SE_HMAC, (0x10, 0), None);
+    let mut digest = vec![0u8; 32];
+    for _ in 0..2 {
+        let params = 8u16.to_be_bytes();
+        let (code, out) = run(
+            &mut e,
+            cc::GET_RANDOM,
+            &[],
+            &[],
+            &mut [Ok(Use {
+                session: &mut s,
+                attrs: CONTINUE | 0x80,
+                auth: None,
+                password: false,
+            })],
+            &params,
+            false,
+        );
+        assert_eq!(code, TpmRc::SUCCESS);
+        let cp = HashAlg::Sha256.digest(&[&cc::GET_RANDOM.to_be_bytes(), &params]);
+        let rp =
+            HashAlg::Sha256.digest(&[&0u32.to_be_bytes(), &cc::GET_RANDOM.to_be_bytes(), &out]);
+        digest = HashAlg::Sha256.digest(&[&digest, &cp, &rp]);
+    }
+    // GetSessionAuditDigest(endorsement, TPM_RH_NULL signer, session): unsigned attestation.
+    let mut p = tpm2b(&[]);
+    p.extend_from_slice(&0x0010u16.to_be_bytes());
+    let r = run_pw(
+        &mut e,
+        0x14D,
+        &[0x4000_000B, NULL, s.handle],
+        &[b"", b""],
+        &p,
+    );
+    assert_eq!(rc(&r), TpmRc::SUCCESS);
+    let out = resp_params(&r, false, true);
+    let n = u16::from_be_bytes([out[0], out[1]]) as usize;
+    let attest = &out[2..2 + n];
+    assert_eq!(&attest[4..6], &[0x80, 0x16]);
+    // ... exclusiveSession (YES), sessionDigest at the end.
+    assert_eq!(&attest[attest.len() - 32..], &digest[..]);
+    assert_eq!(attest[attest.len() - 35], 1);
+}

@@ -65,14 +65,14 @@ pub const COMMANDS: &[CommandDef] = &[
 
 /// The signer of an attestation: a loaded signing key with its chosen scheme, or nobody
 /// (TPM_RH_NULL).
-struct Signer {
+pub(crate) struct Signer {
     key: Option<(Arc<Object>, Scheme)>,
 }
 
 impl Signer {
     /// Looks up the sign key at `h` (handle number `n`) and settles the scheme with the
     /// caller's `requested` one (parameter `scheme_param`).
-    fn new(
+    pub(crate) fn new(
         ctx: &mut Ctx<'_>,
         h: Handle,
         n: u8,
@@ -106,7 +106,7 @@ impl Signer {
     /// clockInfo, firmwareVersion, then `attested`. The reset and restart counts and the
     /// firmware version are obfuscated unless the signer is in the endorsement or platform
     /// hierarchy (Part 1, 36.x privacy: storage keys must not correlate resets).
-    fn attest(&self, ctx: &Ctx<'_>, tag: u16, extra: &[u8], attested: &[u8]) -> Vec<u8> {
+    pub(crate) fn attest(&self, ctx: &Ctx<'_>, tag: u16, extra: &[u8], attested: &[u8]) -> Vec<u8> {
         let signer_name: Vec<u8> = match &self.key {
             Some((key, _)) => key.qualified_name.clone(),
             None => Handle::NULL.0.to_be_bytes().to_vec(),
@@ -155,7 +155,7 @@ impl Signer {
     }
 
     /// Writes TPM2B_ATTEST and TPMT_SIGNATURE (TPM_ALG_NULL when there is no signer).
-    fn respond(self, ctx: &mut Ctx<'_>, attest: &[u8]) -> TpmResult<Response> {
+    pub(crate) fn respond(self, ctx: &mut Ctx<'_>, attest: &[u8]) -> TpmResult<Response> {
         let mut w = Writer::new();
         w.tpm2b(attest);
         match &self.key {
@@ -173,7 +173,7 @@ impl Signer {
 }
 
 /// Reads qualifyingData (TPM2B_DATA, at most a TPMT_HA).
-fn read_qualifying(r: &mut Reader<'_>) -> TpmResult<Vec<u8>> {
+pub(crate) fn read_qualifying(r: &mut Reader<'_>) -> TpmResult<Vec<u8>> {
     Ok(r.tpm2b(2 + 64)?.to_vec())
 }
 

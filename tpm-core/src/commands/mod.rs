@@ -197,6 +197,8 @@ pub enum HandleKind {
     NvAuth,
     /// TPMI_SH_POLICY: a loaded policy (or trial) session.
     PolicySession,
+    /// TPMI_SH_HMAC: a loaded HMAC session.
+    HmacSession,
 }
 
 /// A handle-area slot: what it accepts and which authorization role it needs, if any.
@@ -438,6 +440,11 @@ pub fn check_handle(ctx: &Ctx<'_>, kind: HandleKind, h: Handle, n: u8) -> TpmRes
         HandleKind::NvAuth => match h.kind() {
             HandleType::NvIndex => nv_accessible(ctx, h, n),
             _ => one_of(&[Handle::OWNER, Handle::PLATFORM]),
+        },
+        HandleKind::HmacSession => match h.kind() {
+            HandleType::HmacSession if ctx.tpm.vs.sessions.is_loaded(h) => Ok(()),
+            HandleType::HmacSession => Err(reference_h(n)),
+            _ => Err(value),
         },
         HandleKind::PolicySession => match h.kind() {
             HandleType::PolicySession if ctx.tpm.vs.sessions.is_loaded(h) => Ok(()),

@@ -100,6 +100,16 @@ pub const COMMANDS: &[CommandDef] = &[
         run: nv_read_lock,
     },
     CommandDef {
+        cc: cc::NV_CERTIFY,
+        handles: &[
+            auth(HandleKind::ObjectOrNull, AuthRole::User),
+            auth(HandleKind::NvAuth, AuthRole::User),
+            plain(HandleKind::NvIndex),
+        ],
+        response_handle: false,
+        run: nv_certify,
+    },
+    CommandDef {
         cc: cc::NV_CHANGE_AUTH,
         handles: &[auth(HandleKind::NvIndex, AuthRole::Admin)],
         response_handle: false,
@@ -510,4 +520,35 @@ fn nv_change_auth(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
         ix.auth = new_auth;
     }
     Ok(Response::empty())
+}
+
+/// TPM_ST_ATTEST_NV (Part 2, 6.9).
+const ST_ATTEST_NV: u16 = 0x8014;
+
+/// Part 3, 31.16 TPM2_NV_Certify: signs NV contents together with the index Name.
+#[doc(alias = "TPM2_NV_Certify")]
+fn nv_certify(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    use crate::commands::attestation::{Signer, read_qualifying};
+    use crate::commands::signature::read_sig_scheme;
+    let (sign_handle, auth_handle, h) = (handle(req, 0), handle(req, 1), handle(req, 2));
+    let mut r = Reader::params(req.params);
+    let extra = read_qualifying(&mut r)?;
+    let requested = read_sig_scheme(&mut r)?;
+    let size = usize::from(r.u16()?);
+    let offset = usize::from(r.u16()?);
+    r.finish()?;
+    let ix = ctx.ps().nv.get(h).ok_or(TpmRc::HANDLE.handle(3))?.clone();
+    read_access(auth_handle, h, ix.attributes)?;
+    if size + offset > usize::from(ix.data_size) {
+        return Err(TpmRc::NV_RANGE);
+    }
+    if size > usize::from(MAX_NV_BUFFER_SIZE) {
+        return Err(TpmRc::VALUE.param(3));
+    }
+    let signer = Signer::new(ctx, sign_handle, 1, requested, 2)?;
+    let contents = ix.data.get(offset..offset + size).unwrap_or_default();
+    let mut a = Writer::new();
+    a.tpm2b(&ix.name()).u16(offset as u16).tpm2b(contents);
+    let attest = signer.attest(ctx, ST_ATTEST_NV, &extra, a.as_slice());
+    signer.respond(ctx, &attest)
 }

@@ -16,15 +16,57 @@ use crate::state::sessions::{
     MAX_LOADED_SESSIONS, PolicyState, Session, SessionKind, SessionSymmetric,
 };
 
-pub const COMMANDS: &[CommandDef] = &[CommandDef {
-    cc: cc::START_AUTH_SESSION,
-    handles: &[
-        plain(HandleKind::ObjectOrNull),
-        plain(HandleKind::EntityOrNull),
-    ],
-    response_handle: true,
-    run: start_auth_session,
-}];
+pub const COMMANDS: &[CommandDef] = &[
+    CommandDef {
+        cc: cc::START_AUTH_SESSION,
+        handles: &[
+            plain(HandleKind::ObjectOrNull),
+            plain(HandleKind::EntityOrNull),
+        ],
+        response_handle: true,
+        run: start_auth_session,
+    },
+    CommandDef {
+        cc: cc::GET_SESSION_AUDIT_DIGEST,
+        handles: &[
+            crate::commands::auth(HandleKind::Endorsement, crate::auth::AuthRole::User),
+            crate::commands::auth(HandleKind::ObjectOrNull, crate::auth::AuthRole::User),
+            plain(HandleKind::HmacSession),
+        ],
+        response_handle: false,
+        run: get_session_audit_digest,
+    },
+];
+
+/// TPM_ST_ATTEST_SESSION_AUDIT (Part 2, 6.9).
+const ST_ATTEST_SESSION_AUDIT: u16 = 0x8016;
+
+/// Part 3, 18.5 TPM2_GetSessionAuditDigest: the audit digest of an HMAC session, signed.
+#[doc(alias = "TPM2_GetSessionAuditDigest")]
+fn get_session_audit_digest(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    use crate::commands::attestation::{Signer, read_qualifying};
+    use crate::commands::signature::read_sig_scheme;
+    let sign_handle = req.handles.get(1).copied().unwrap_or(Handle::NULL);
+    let session = req.handles.get(2).copied().unwrap_or(Handle::NULL);
+    let mut r = Reader::params(req.params);
+    let extra = read_qualifying(&mut r)?;
+    let requested = read_sig_scheme(&mut r)?;
+    r.finish()?;
+    let s = ctx
+        .tpm
+        .vs
+        .sessions
+        .get(session)
+        .ok_or(TpmRc::HANDLE.handle(3))?;
+    // A session never used for audit has no digest yet.
+    let digest = s.audit_digest.clone().ok_or(TpmRc::TYPE.handle(3))?;
+    let exclusive = ctx.tpm.vs.exclusive_audit == Some(session);
+    let signer = Signer::new(ctx, sign_handle, 2, requested, 2)?;
+    let mut a = Writer::new();
+    a.u8(u8::from(exclusive)).tpm2b(&digest);
+    let attest = signer.attest(ctx, ST_ATTEST_SESSION_AUDIT, &extra, a.as_slice());
+    signer.respond(ctx, &attest)
+}
 
 /// Largest encrypted salt (TPM2B_ENCRYPTED_SECRET: sizeof(TPMU_ENCRYPTED_SECRET)).
 const MAX_ENCRYPTED_SECRET: usize = 512;
