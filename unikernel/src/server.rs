@@ -191,3 +191,164 @@ impl Connection {
         progress
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::iface::{Config, Interface};
+    use smoltcp::phy::{Loopback, Medium};
+    use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+
+    const PORT: u16 = 2321;
+    const GET_RANDOM_8: [u8; 12] = [0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 8];
+
+    /// Server and clients on one smoltcp interface over a loopback device.
+    struct Net {
+        device: Loopback,
+        iface: Interface,
+        sockets: SocketSet<'static>,
+        server: TpmServer,
+        now: Instant,
+        executed: usize,
+    }
+
+    impl Net {
+        fn new() -> Net {
+            let mut device = Loopback::new(Medium::Ethernet);
+            let config = Config::new(HardwareAddress::Ethernet(EthernetAddress([
+                2, 0, 0, 0, 0, 1,
+            ])));
+            let now = Instant::from_millis(0);
+            let mut iface = Interface::new(config, &mut device, now);
+            iface.update_ip_addrs(|a| {
+                a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
+            });
+            let mut sockets = SocketSet::new(vec![]);
+            let server = TpmServer::new(&mut sockets, PORT, now);
+            Net {
+                device,
+                iface,
+                sockets,
+                server,
+                now,
+                executed: 0,
+            }
+        }
+
+        fn client(&mut self, local_port: u16) -> SocketHandle {
+            let rx = tcp::SocketBuffer::new(vec![0u8; 8192]);
+            let tx = tcp::SocketBuffer::new(vec![0u8; 8192]);
+            let mut socket = tcp::Socket::new(rx, tx);
+            socket
+                .connect(
+                    self.iface.context(),
+                    (IpAddress::v4(127, 0, 0, 1), PORT),
+                    local_port,
+                )
+                .unwrap();
+            self.sockets.add(socket)
+        }
+
+        /// Runs the network for `steps` rounds of 10 ms; the engine answers every command with
+        /// a 10-byte success response carrying the command code in place of the rc.
+        fn run(&mut self, steps: usize) {
+            for _ in 0..steps {
+                self.now += Duration::from_millis(10);
+                self.iface
+                    .poll(self.now, &mut self.device, &mut self.sockets);
+                let executed = &mut self.executed;
+                self.server
+                    .poll(&mut self.sockets, self.now, &mut |cmd: &[u8]| {
+                        *executed += 1;
+                        let mut r = vec![0x80, 0x01, 0, 0, 0, 10];
+                        r.extend_from_slice(&cmd[6..10]);
+                        r
+                    });
+            }
+        }
+
+        fn socket(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+            self.sockets.get_mut::<tcp::Socket>(h)
+        }
+
+        fn received(&mut self, h: SocketHandle) -> Vec<u8> {
+            let mut out = vec![];
+            let s = self.socket(h);
+            while s.can_recv() {
+                s.recv(|d| {
+                    out.extend_from_slice(d);
+                    (d.len(), ())
+                })
+                .unwrap();
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn many_commands_on_one_connection_and_split_writes() {
+        let mut net = Net::new();
+        let c = net.client(50000);
+        net.run(5);
+        assert!(net.socket(c).may_send());
+        net.socket(c).send_slice(&GET_RANDOM_8).unwrap();
+        net.socket(c).send_slice(&GET_RANDOM_8[..4]).unwrap();
+        net.run(5);
+        // The second command is incomplete: one response so far.
+        assert_eq!(net.received(c), [0x80, 1, 0, 0, 0, 10, 0, 0, 1, 0x7b]);
+        net.socket(c).send_slice(&GET_RANDOM_8[4..]).unwrap();
+        net.run(5);
+        assert_eq!(net.received(c).len(), 10);
+        assert_eq!(net.executed, 2);
+    }
+
+    #[test]
+    fn bad_size_gets_an_error_and_a_close() {
+        let mut net = Net::new();
+        let c = net.client(50001);
+        net.run(5);
+        net.socket(c)
+            .send_slice(&[0x80, 1, 0, 0, 0x20, 0, 0, 0, 1, 0x7b])
+            .unwrap();
+        net.run(10);
+        assert_eq!(net.received(c), crate::swtpm::size_error_response());
+        assert!(!net.socket(c).may_recv(), "server closed its side");
+        assert_eq!(net.executed, 0);
+    }
+
+    #[test]
+    fn aborted_and_stalled_clients_free_their_sockets() {
+        let mut net = Net::new();
+        // Every server socket gets a client that sends half a command; half of them abort.
+        let clients: Vec<_> = (0..CONNECTIONS as u16)
+            .map(|i| net.client(51000 + i))
+            .collect();
+        net.run(5);
+        for (i, &c) in clients.iter().enumerate() {
+            net.socket(c).send_slice(&GET_RANDOM_8[..7]).unwrap();
+            if i % 2 == 0 {
+                net.run(2);
+                net.socket(c).abort();
+            }
+        }
+        net.run(5);
+        // The aborted ones are free again right away.
+        let fresh = net.client(52000);
+        net.run(5);
+        net.socket(fresh).send_slice(&GET_RANDOM_8).unwrap();
+        net.run(5);
+        assert_eq!(net.received(fresh).len(), 10);
+        // The stalled ones are cut after STALL_TIMEOUT_MS.
+        assert!(net.server.next_deadline().is_some());
+        net.run((STALL_TIMEOUT_MS / 10) as usize + 5);
+        for (i, &c) in clients.iter().enumerate() {
+            if i % 2 == 1 {
+                assert!(
+                    !net.socket(c).is_active(),
+                    "stalled client {i} still connected"
+                );
+            }
+        }
+        assert_eq!(net.executed, 1);
+    }
+}
