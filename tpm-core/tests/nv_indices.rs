@@ -342,3 +342,29 @@ fn index_auth_and_dictionary_attack() {
     // Owner authorization of an AUTHREAD-only index is refused.
     assert_eq!(read(&mut e, ix, 4, 0), Err(TpmRc::NV_AUTHORIZATION));
 }
+
+#[test]
+fn counter_high_water_mark_survives_clear() {
+    let mut e = started();
+    let ctr = 0x0150_0060;
+    assert_eq!(
+        define(&mut e, ctr, RW | nva::COUNTER, 8, b""),
+        TpmRc::SUCCESS
+    );
+    for _ in 0..7 {
+        assert_eq!(simple(&mut e, cc::NV_INCREMENT, ctr, &[]), TpmRc::SUCCESS);
+    }
+    // TPM2_Clear(lockout) removes owner indices.
+    assert_eq!(
+        rc(&run_pw(&mut e, 0x126, &[LOCKOUT], &[b""], &[])),
+        TpmRc::SUCCESS
+    );
+    let r = e.execute(0, &frame(cc::NV_READ_PUBLIC, &[ctr], None, &[]));
+    assert_eq!(rc(&r), TpmRc::HANDLE.handle(1));
+    assert_eq!(
+        define(&mut e, ctr, RW | nva::COUNTER, 8, b""),
+        TpmRc::SUCCESS
+    );
+    assert_eq!(simple(&mut e, cc::NV_INCREMENT, ctr, &[]), TpmRc::SUCCESS);
+    assert_eq!(read(&mut e, ctr, 8, 0).unwrap(), 8u64.to_be_bytes());
+}

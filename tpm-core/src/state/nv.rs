@@ -189,6 +189,16 @@ impl NvStore {
     /// TPM2_Clear (Part 3, 24.6): removes the owner-hierarchy indices (those without
     /// PLATFORMCREATE). `max_counter` survives.
     pub fn clear_owner(&mut self) {
+        let highest = self
+            .indices
+            .values()
+            .filter(|ix| !ix.has(attr::PLATFORMCREATE))
+            .filter(|ix| ix.nv_type() == NvType::Counter && ix.has(attr::WRITTEN))
+            .map(NvIndex::u64_value)
+            .max();
+        if let Some(v) = highest {
+            self.note_counter(v);
+        }
         self.indices.retain(|_, ix| ix.has(attr::PLATFORMCREATE));
     }
 
