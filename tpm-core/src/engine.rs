@@ -137,6 +137,15 @@ impl<P: Platform> Engine<P> {
         let now = self.platform.now_ms();
         self.tpm.advance_clock(now);
         self.tpm.vs.cancel = false;
+        // A command that may write NV must have no effect at all when its commit fails, so
+        // its volatile effects (e.g. Startup's `started`, Clear's flushed objects) are undone
+        // with the persistent ones. Other commands change NV only as a side effect (DA
+        // counters, the clock) and keep their volatile effects.
+        let snapshot = command
+            .get(6..10)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            .filter(|&cc| commands::capability::may_write_nv(cc))
+            .map(|_| self.tpm.vs.clone());
         let result = self.run(locality, now, command);
         // Durability before acknowledgement: commit whatever the command changed first.
         let result = match result {
@@ -152,7 +161,14 @@ impl<P: Platform> Engine<P> {
         };
         match result {
             Ok(resp) => resp,
-            Err(rc) => error_response(rc),
+            Err(rc) => {
+                if rc == TpmRc::NV_UNAVAILABLE
+                    && let Some(vs) = snapshot
+                {
+                    self.tpm.vs = vs;
+                }
+                error_response(rc)
+            }
         }
     }
 

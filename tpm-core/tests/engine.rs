@@ -97,3 +97,15 @@ fn failed_commit_is_nv_unavailable_and_rolls_back() {
     assert_eq!(rc(&e.execute(0, &SHUTDOWN_CLEAR)), TpmRc::NV_UNAVAILABLE);
     assert_eq!(e.state_blob(), &before[..]);
 }
+
+#[test]
+fn failed_commit_leaves_no_volatile_effect() {
+    let mut e = Engine::new(TestPlatform::default()).expect("manufacture");
+    e.platform_mut().fail_commits = true;
+    assert_eq!(rc(&e.execute(0, &STARTUP_CLEAR)), TpmRc::NV_UNAVAILABLE);
+    // Startup did not happen: the TPM still wants it.
+    assert_eq!(rc(&e.execute(0, &GET_RANDOM_8)), TpmRc::INITIALIZE);
+    e.platform_mut().fail_commits = false;
+    assert_eq!(rc(&e.execute(0, &STARTUP_CLEAR)), TpmRc::SUCCESS);
+    assert_eq!(rc(&e.execute(0, &GET_RANDOM_8)), TpmRc::SUCCESS);
+}

@@ -153,7 +153,7 @@ fn ecc_curves(dispatch: &Dispatch) -> &'static [u16] {
 /// TPMA_CC bits a CommandDef cannot know (Part 2, 8.9): nv (may write NV), extensive (may
 /// flush many objects), flushed (flushes its object handle). These are properties of the
 /// command as Part 3 defines it; the values are the reference implementation's table.
-fn cc_flags(code: u32) -> u32 {
+pub(crate) fn cc_flags(code: u32) -> u32 {
     const NV: u32 = 1 << 22;
     const EXTENSIVE: u32 = 1 << 23;
     const FLUSHED: u32 = 1 << 24;
@@ -164,6 +164,11 @@ fn cc_flags(code: u32) -> u32 {
         0x11F..=0x12E | 0x132..=0x13D | 0x13F | 0x140 | 0x142..=0x146 | 0x14F | 0x182 => NV,
         _ => 0,
     }
+}
+
+/// TPMA_CC.nv: the command may write NV (Part 2, 8.9).
+pub(crate) fn may_write_nv(code: u32) -> bool {
+    cc_flags(code) & (1 << 22) != 0
 }
 
 /// TPMA_CC of an implemented command: index, flags, cHandles, rHandle.

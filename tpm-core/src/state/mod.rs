@@ -155,7 +155,7 @@ impl PolicyDigest {
 }
 
 /// State lost at `_TPM_Init` (power cycle).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Volatile {
     /// TPM2_Startup has succeeded since the last `_TPM_Init`.
     pub started: bool,

@@ -80,7 +80,7 @@ impl HmacState {
 }
 
 /// Everything that can occupy a transient handle.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum Slot {
     Sequence(HashSequence),
@@ -89,7 +89,7 @@ pub enum Slot {
 }
 
 /// Loaded transient entities by handle.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ObjectStore {
     slots: BTreeMap<u32, Slot>,
     /// Persistent objects rebuilt from NV (see `crate::entity::object`); dropped with the

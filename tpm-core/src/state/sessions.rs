@@ -106,7 +106,7 @@ impl Session {
 }
 
 /// Loaded sessions and the handles of saved ones.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SessionStore {
     loaded: BTreeMap<u32, Session>,
     /// Saved contexts: handle → context sequence number of the one valid saved copy.
