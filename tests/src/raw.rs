@@ -154,6 +154,47 @@ impl Client {
         })
     }
 
+    /// Connects to 127.0.0.1:`port` from the local address `source` (any 127.x.y.z). The
+    /// benchmark opens tens of thousands of short connections; each leaves a TIME_WAIT entry on
+    /// its local address and port, and on 127.0.0.1 they would use up the ephemeral ports other
+    /// tests bind their servers to.
+    pub fn connect_from(source: Ipv4Addr, port: u16, framing: Framing) -> Result<Client> {
+        use socket2::{Domain, Socket, Type};
+        use std::os::fd::AsRawFd;
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).context("socket")?;
+        // Pick the port at connect() time, from the whole 4-tuple (so TIME_WAIT entries can be
+        // reused), not at bind() time.
+        let one: libc::c_int = 1;
+        // SAFETY: the fd is a valid socket owned by `socket`; the option value points to a
+        // live c_int and its size is passed alongside.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&raw const one).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).context("IP_BIND_ADDRESS_NO_PORT");
+        }
+        socket
+            .bind(&std::net::SocketAddr::from((source, 0)).into())
+            .with_context(|| format!("binding the client socket to {source}"))?;
+        socket
+            .connect(&std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())
+            .with_context(|| format!("connecting from {source} to 127.0.0.1:{port}"))?;
+        let stream: TcpStream = socket.into();
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        Ok(Client {
+            stream,
+            framing,
+            locality: 0,
+        })
+    }
+
     /// Sends one command and reads its complete response.
     pub fn transact(&mut self, command: &[u8]) -> Result<Vec<u8>> {
         self.send(command)?;

@@ -32,6 +32,14 @@ use super::parse_count;
 use super::report::Report;
 use crate::{build_ukvtpm, deps, target_dir};
 
+/// Local addresses of the benchmark's connections, used in turn: not 127.0.0.1, so the
+/// TIME_WAIT entries of tens of thousands of short connections do not use up the ports servers
+/// bind to, and spread over 16 addresses so connect() never searches a nearly full port range.
+fn client_addr() -> std::net::Ipv4Addr {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 16;
+    std::net::Ipv4Addr::new(127, 0, 1, 2 + n)
+}
 /// How long each CPU-per-command loop runs.
 const CPU_LOOP: Duration = Duration::from_millis(1500);
 /// Start-up measurements per server.
@@ -193,11 +201,12 @@ pub fn run(opts: &Options) -> Result<()> {
             ));
             let mut per_subject = Vec::new();
             let mut cpu_per_subject = Vec::new();
-            for (s, server) in subjects.iter().zip(&servers) {
+            let all = latencies(&servers, op, mode, opts.calls);
+            for ((s, server), samples) in subjects.iter().zip(&servers).zip(all) {
                 // A failing operation (e.g. not implemented yet) leaves a gap in the table
                 // instead of aborting the whole run.
-                let measured = latencies(server, op, mode, opts.calls)
-                    .and_then(|samples| Ok((samples, cpu_per_op(server, op, mode)?)));
+                let measured =
+                    samples.and_then(|samples| Ok((samples, cpu_per_op(server, op, mode)?)));
                 match measured {
                     Ok((samples, cpu_us)) => {
                         eprintln!(
@@ -231,8 +240,9 @@ pub fn run(opts: &Options) -> Result<()> {
     let mut tools = Vec::new();
     for (label, tool, args) in TOOL_OPS {
         let mut per_subject = Vec::new();
-        for (s, server) in subjects.iter().zip(&servers) {
-            match tool_times(server, tool, args, opts.runs) {
+        let all = tool_times(&servers, tool, args, opts.runs);
+        for (s, times) in subjects.iter().zip(all) {
+            match times {
                 Ok(times) => {
                     eprintln!("    {:<7} {label}: median {:.2} ms", s.name, median(&times));
                     per_subject.push(Some(median(&times)));
@@ -341,41 +351,89 @@ fn run_op(client: &mut Client, op: &RawOp) -> Result<()> {
 
 fn run_op_new_connections(port: u16, op: &RawOp) -> Result<()> {
     for cmd in &op.commands {
-        let mut client = Client::connect(port, Framing::Plain)?;
+        let mut client = Client::connect_from(client_addr(), port, Framing::Plain)?;
         let response = client.transact(cmd)?;
         check_ok(op.name, &response)?;
     }
     Ok(())
 }
 
-/// Per-operation wall times in µs (after a warm-up of 10 %).
-fn latencies(server: &Server, op: &RawOp, mode: Mode, calls: usize) -> Result<Vec<f64>> {
-    let port = server.port();
-    let mut samples = Vec::with_capacity(calls);
-    match mode {
-        Mode::Persistent => {
-            let mut client = Client::connect(port, Framing::Plain)?;
-            for _ in 0..calls / 10 {
-                run_op(&mut client, op)?;
-            }
-            for _ in 0..calls {
-                let t = Instant::now();
-                run_op(&mut client, op)?;
-                samples.push(t.elapsed().as_secs_f64() * 1e6);
-            }
+/// Calls per subject in one round of the interleaved latency measurement.
+const ROUND: usize = 100;
+
+/// Per-operation wall times in µs for every server, after a warm-up of 10 %. The servers take
+/// turns in rounds of [`ROUND`] calls, so a burst of load from elsewhere on the machine hits
+/// them alike instead of spoiling one column's p99.
+fn latencies(servers: &[Server], op: &RawOp, mode: Mode, calls: usize) -> Vec<Result<Vec<f64>>> {
+    struct Lane {
+        port: u16,
+        client: Option<Client>,
+        samples: Result<Vec<f64>>,
+    }
+    let one = |lane: &mut Lane| -> Result<f64> {
+        let t = Instant::now();
+        match lane.client.as_mut() {
+            Some(client) => run_op(client, op)?,
+            None => run_op_new_connections(lane.port, op)?,
         }
-        Mode::NewConnection => {
-            for _ in 0..calls / 10 {
-                run_op_new_connections(port, op)?;
+        Ok(t.elapsed().as_secs_f64() * 1e6)
+    };
+    let mut lanes: Vec<Lane> = servers
+        .iter()
+        .map(|server| {
+            let port = server.port();
+            let client = match mode {
+                Mode::Persistent => {
+                    Client::connect_from(client_addr(), port, Framing::Plain).map(Some)
+                }
+                Mode::NewConnection => Ok(None),
+            };
+            match client {
+                Ok(client) => Lane {
+                    port,
+                    client,
+                    samples: Ok(Vec::with_capacity(calls)),
+                },
+                Err(e) => Lane {
+                    port,
+                    client: None,
+                    samples: Err(e),
+                },
             }
-            for _ in 0..calls {
-                let t = Instant::now();
-                run_op_new_connections(port, op)?;
-                samples.push(t.elapsed().as_secs_f64() * 1e6);
+        })
+        .collect();
+    for lane in &mut lanes {
+        for _ in 0..calls / 10 {
+            if let Err(e) = one(lane) {
+                lane.samples = Err(e);
+                break;
             }
         }
     }
-    Ok(samples)
+    let mut done = 0;
+    while done < calls {
+        let n = ROUND.min(calls - done);
+        for lane in &mut lanes {
+            if lane.samples.is_err() {
+                continue;
+            }
+            for _ in 0..n {
+                match one(lane) {
+                    Ok(us) => {
+                        if let Ok(samples) = lane.samples.as_mut() {
+                            samples.push(us);
+                        }
+                    }
+                    Err(e) => {
+                        lane.samples = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        done += n;
+    }
+    lanes.into_iter().map(|lane| lane.samples).collect()
 }
 
 /// Server CPU time (utime + stime, µs) per operation over a loop of [`CPU_LOOP`].
@@ -383,7 +441,7 @@ fn cpu_per_op(server: &Server, op: &RawOp, mode: Mode) -> Result<f64> {
     let pid = server.pid().context("server not running")?;
     let port = server.port();
     let mut client = match mode {
-        Mode::Persistent => Some(Client::connect(port, Framing::Plain)?),
+        Mode::Persistent => Some(Client::connect_from(client_addr(), port, Framing::Plain)?),
         Mode::NewConnection => None,
     };
     let before = cpu_us(pid)?;
@@ -486,23 +544,44 @@ fn first_response(port: u16, start: Instant, child: &mut std::process::Child) ->
 }
 
 /// Wall times in ms of `runs` runs of one tool (after one warm-up run).
-fn tool_times(server: &Server, tool: &str, args: &[&str], runs: usize) -> Result<Vec<f64>> {
-    let input = server.path("1k.bin");
-    std::fs::write(&input, [0x5Au8; 1024])?;
-    let input = input.to_str().context("path")?.to_string();
-    let args: Vec<&str> = args
+fn tool_times(servers: &[Server], tool: &str, args: &[&str], runs: usize) -> Vec<Result<Vec<f64>>> {
+    let mut lanes: Vec<(ukvtpm_tests::Tpm2, Vec<String>, Result<Vec<f64>>)> = servers
         .iter()
-        .map(|a| if *a == "{1k}" { input.as_str() } else { a })
+        .map(|server| {
+            let input = server.path("1k.bin");
+            let prepared = std::fs::write(&input, [0x5Au8; 1024])
+                .context("writing the 1 KiB input")
+                .map(|()| Vec::with_capacity(runs));
+            let input = input.to_string_lossy().into_owned();
+            let args = args
+                .iter()
+                .map(|a| {
+                    if *a == "{1k}" {
+                        input.clone()
+                    } else {
+                        (*a).to_string()
+                    }
+                })
+                .collect();
+            (server.tpm2(), args, prepared)
+        })
         .collect();
-    let tpm = server.tpm2();
-    tpm.run(tool, &args)?;
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        tpm.run(tool, &args)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    // One warm-up run each, then the servers take turns run by run.
+    for round in 0..=runs {
+        for (tpm, args, times) in &mut lanes {
+            let Ok(samples) = times.as_mut() else {
+                continue;
+            };
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let t = Instant::now();
+            match tpm.run(tool, &args) {
+                Ok(_) if round > 0 => samples.push(t.elapsed().as_secs_f64() * 1e3),
+                Ok(_) => {}
+                Err(e) => *times = Err(e),
+            }
+        }
     }
-    Ok(times)
+    lanes.into_iter().map(|(_, _, times)| times).collect()
 }
 
 fn percentile(samples: &[f64], p: f64) -> f64 {
