@@ -37,6 +37,8 @@ for_each_target!(
     gettime,
     createek_createak_rsa,
     createek_createak_ecc,
+    ek_templates_match_reference,
+    ek_high_range_h1_h2,
     credential_round_trip,
     import_external_rsa,
     duplicate_import,
@@ -800,6 +802,137 @@ fn createek_createak_rsa(target: Target) -> Result<()> {
 
 fn createek_createak_ecc(target: Target) -> Result<()> {
     ek_ak(target, "ecc", "ecdsa")
+}
+
+/// `tpm2_readpublic` output without what depends on the seed (unique field and Names).
+fn template_of(readpublic: &str) -> String {
+    readpublic
+        .lines()
+        .filter(|l| {
+            let key = l.trim_start().split(':').next().unwrap_or("");
+            !matches!(key, "rsa" | "x" | "y" | "name" | "qualified name")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The EK templates tpm2_createek uses (TCG EK Credential Profile: L-1 RSA 2048, L-2 ECC
+/// P-256, H-3 RSA 3072, H-4 ECC P-384) give the same public area, up to the key itself, as
+/// on swtpm; each EK protects an AK made by tpm2_createak.
+fn ek_templates_match_reference(target: Target) -> Result<()> {
+    let k = Keys::start(target)?;
+    let reference = Keys::start(Target::Swtpm)?;
+    for (alg, ak_alg, scheme) in [
+        ("rsa2048", "rsa", "rsassa"),
+        ("ecc256", "ecc", "ecdsa"),
+        ("rsa3072", "rsa", "rsassa"),
+        ("ecc384", "ecc", "ecdsa"),
+    ] {
+        let mut templates = Vec::new();
+        for keys in [&k, &reference] {
+            keys.tpm
+                .run("createek", &["-c", "ek.ctx", "-G", alg, "-u", "ek.pub"])?;
+            let out = keys.tpm.run("readpublic", &["-c", "ek.ctx"])?;
+            templates.push(template_of(&out.stdout));
+            keys.flush()?;
+        }
+        ensure!(
+            templates[0] == templates[1],
+            "EK {alg}: template differs from swtpm\n--- ukvtpm ---\n{}\n--- swtpm ---\n{}",
+            templates[0],
+            templates[1]
+        );
+        k.run(
+            "createak",
+            &[
+                "-C", "ek.ctx", "-c", "ak.ctx", "-G", ak_alg, "-g", "sha256", "-s", scheme, "-u",
+                "ak.pub", "-n", "ak.name",
+            ],
+        )
+        .with_context(|| format!("createak under the {alg} EK"))?;
+        k.tpm.run("flushcontext", &["-s"])?;
+    }
+    Ok(())
+}
+
+/// High-range EK templates H-1 (RSA 2048) and H-2 (ECC P-256) from the TCG EK Credential
+/// Profile 2.5 through tpm2_createprimary: SHA-256, AES-128-CFB, userWithAuth and
+/// adminWithPolicy with PolicyB-SHA256, empty unique. They are the same as on swtpm, and an
+/// AK under them receives a credential.
+fn ek_high_range_h1_h2(target: Target) -> Result<()> {
+    /// PolicyOR(PolicySecret(TPM_RH_ENDORSEMENT), PolicyAuthorizeNV) with SHA-256.
+    const POLICY_B_SHA256: &str =
+        "ca3d0a99a2b93906f7a3342414efcfb3a385d44cd1fd459089d19b5071c0b7a0";
+    let k = Keys::start(target)?;
+    let reference = Keys::start(Target::Swtpm)?;
+    for keys in [&k, &reference] {
+        keys.write("policyb", &ukvtpm_tests::util::unhex(POLICY_B_SHA256)?)?;
+    }
+    for alg in ["rsa2048:aes128cfb", "ecc256:aes128cfb"] {
+        let args = [
+            "-C",
+            "e",
+            "-g",
+            "sha256",
+            "-G",
+            alg,
+            "-a",
+            "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|adminwithpolicy|restricted|decrypt",
+            "-L",
+            "policyb",
+            "-c",
+            "ek.ctx",
+        ];
+        let mut templates = Vec::new();
+        for keys in [&k, &reference] {
+            let out = keys.run("createprimary", &args)?;
+            templates.push(template_of(&out.stdout));
+        }
+        ensure!(
+            templates[0] == templates[1],
+            "EK {alg}: template differs from swtpm\n--- ukvtpm ---\n{}\n--- swtpm ---\n{}",
+            templates[0],
+            templates[1]
+        );
+        ensure!(
+            templates[0].contains(POLICY_B_SHA256),
+            "no PolicyB\n{}",
+            templates[0]
+        );
+        k.run("readpublic", &["-c", "ek.ctx", "-o", "ek.pub"])?;
+        k.run(
+            "create",
+            &[
+                "-C",
+                "ek.ctx",
+                "-G",
+                "ecc256:ecdsa-sha256:null",
+                "-a",
+                "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign",
+                "-u",
+                "ak.pub",
+                "-r",
+                "ak.priv",
+                "-c",
+                "ak.ctx",
+            ],
+        )?;
+        k.run("readpublic", &["-c", "ak.ctx", "-n", "ak.name"])?;
+        let name = hex(&k.read("ak.name")?);
+        k.write("secret", b"high range EK")?;
+        k.tpm.run(
+            "makecredential",
+            &[
+                "-T", "none", "-u", "ek.pub", "-s", "secret", "-n", &name, "-o", "cred",
+            ],
+        )?;
+        k.run(
+            "activatecredential",
+            &["-c", "ak.ctx", "-C", "ek.ctx", "-i", "cred", "-o", "out"],
+        )?;
+        ensure!(k.read("out")? == b"high range EK", "{alg}: another secret");
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
