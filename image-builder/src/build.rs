@@ -5,9 +5,10 @@
 //! - runs the toolchain pinned in `rust-toolchain.toml` (`RUSTUP_TOOLCHAIN`; checked against
 //!   `rustc -vV` so a non-rustup `cargo` of another version is refused);
 //! - uses `--locked` and `--release` and the workspace `.cargo/config.toml` target flags;
-//! - maps the source directory and `$CARGO_HOME` to fixed names (`--remap-path-prefix`), so panic
-//!   locations name `/ukvtpm/...` and `/cargo/registry/...`; cargo keeps these flags out of
-//!   `-C metadata`, so symbol names do not depend on them either;
+//! - maps the source directory, `$CARGO_HOME` and the target directory to fixed names
+//!   (`--remap-path-prefix`), so panic locations name `/ukvtpm/...`, `/cargo/registry/...` and
+//!   `/target/...`; cargo keeps these flags out of `-C metadata`, so symbol names do not depend on
+//!   them either;
 //! - builds without debug info (`-C debuginfo=0`), without incremental state, with a fixed
 //!   `SOURCE_DATE_EPOCH` (honoured when set by the caller), and with the caller's compiler
 //!   environment (`RUSTFLAGS`, `RUSTC_WRAPPER`, `CARGO_PROFILE_*`, ...) removed;
@@ -35,6 +36,8 @@ pub const TARGET: &str = "x86_64-unknown-none";
 pub const SOURCE_PREFIX: &str = "/ukvtpm";
 /// Where `$CARGO_HOME` (registry sources) appears in paths compiled into the image.
 pub const CARGO_HOME_PREFIX: &str = "/cargo";
+/// Where the target directory (build-script output included into crates) appears.
+pub const TARGET_PREFIX: &str = "/target";
 /// `SOURCE_DATE_EPOCH` when the caller sets none (1980-01-01, the earliest zip time).
 pub const DEFAULT_SOURCE_DATE_EPOCH: u64 = 315_532_800;
 
@@ -255,10 +258,13 @@ pub fn build(opts: &BuildOptions, progress: &mut dyn FnMut(&str)) -> Result<Buil
     let rustc = check_toolchain(source, &inputs.toolchain)?;
     progress(&format!("      {rustc}"));
 
-    let mut flags = remaps(source, SOURCE_PREFIX);
+    // rustc applies the last matching mapping: the most specific directories go last.
+    let mut flags = Vec::new();
     if let Some(home) = cargo_home() {
         flags.extend(remaps(&home, CARGO_HOME_PREFIX));
     }
+    flags.extend(remaps(source, SOURCE_PREFIX));
+    flags.extend(remaps(&opts.target_dir, TARGET_PREFIX));
     flags.push("-Cdebuginfo=0".into());
     let flags: Vec<String> = flags.iter().map(|f| toml_str(f)).collect();
 

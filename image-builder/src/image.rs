@@ -203,7 +203,8 @@ impl SnpLayout {
         let page = PAGE_SIZE as u64;
         for (i, s) in self.sections.iter().enumerate() {
             let (start, end) = (u64::from(s.gpa), u64::from(s.gpa) + u64::from(s.size));
-            if start % page != 0 || s.size == 0 || u64::from(s.size) % page != 0 {
+            if !start.is_multiple_of(page) || s.size == 0 || !u64::from(s.size).is_multiple_of(page)
+            {
                 return bad(format!(
                     "{:?} {start:#x}..{end:#x} is empty or not page aligned",
                     s.kind
@@ -400,15 +401,11 @@ mod tests {
         }
         let shstrtab = b"\0.symtab\0.strtab\0.shstrtab\0".to_vec();
         for part in [&symtab, &strtab, &shstrtab] {
-            while out.len() % 8 != 0 {
-                out.push(0);
-            }
+            out.resize(out.len().next_multiple_of(8), 0);
             data.push((out.len() as u64, part.len() as u64));
             out.extend_from_slice(part);
         }
-        while out.len() % 8 != 0 {
-            out.push(0);
-        }
+        out.resize(out.len().next_multiple_of(8), 0);
         let shoff = out.len();
         out.extend_from_slice(&[0u8; 64 * 4]);
         // (name, type, link, info, entsize) for .symtab, .strtab, .shstrtab
