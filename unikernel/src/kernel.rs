@@ -50,6 +50,10 @@ pub fn main(tsc_at_reset: u64) -> ! {
         }
     };
 
+    if let Err(e) = mm::paging::protect_low_memory() {
+        log!("ukvtpm: warning: no guard pages ({e:?})");
+    }
+
     let apic_id = apic::init();
     let cal = pit::calibrate();
     let tsc_calibrated = cpu::rdtsc();

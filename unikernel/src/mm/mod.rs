@@ -1,6 +1,8 @@
 //! Memory: the kernel heap over the RAM that `layout.ld` leaves free, and the symbols that
 //! describe the static layout.
 
+pub mod paging;
+
 use talc::{ErrOnOom, Span, Talc, Talck};
 
 #[global_allocator]
