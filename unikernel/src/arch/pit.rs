@@ -53,7 +53,7 @@ fn bracketed<T: Copy>(read: impl Fn() -> T) -> (u64, T) {
     (best.1, best.2)
 }
 
-/// Measures the TSC against PIT channel 2, then the APIC timer against the TSC.
+/// Measures the TSC and the APIC timer against PIT channel 2 in one window.
 pub fn calibrate() -> Calibration {
     let mut gate = Port::<u8>::new(0x61);
     let mut mode = Port::<u8>::new(0x43);
@@ -67,24 +67,20 @@ pub fn calibrate() -> Calibration {
         counter2.write(0xff);
         counter2.write(0xff);
     }
-    let (tsc_a, pit_a) = bracketed(pit_channel2);
+    // The APIC timer counts down through the same window, read inside the same brackets.
+    apic::start_masked_countdown(u32::MAX);
+    let both = || (pit_channel2(), apic::current_count());
+    let (tsc_a, (pit_a, apic_a)) = bracketed(both);
     let mut spins = 0u32;
     while pit_a.wrapping_sub(pit_channel2()) < WINDOW_TICKS && spins < 10_000_000 {
         spins += 1;
     }
-    let (tsc_b, pit_b) = bracketed(pit_channel2);
-    let pit_ticks = u64::from(pit_a.wrapping_sub(pit_b)).max(1);
-    let tsc_hz = (tsc_b - tsc_a) * PIT_HZ / pit_ticks;
-
-    apic::start_masked_countdown(u32::MAX);
-    let (tsc_c, apic_c) = bracketed(apic::current_count);
-    let end = tsc_c + tsc_hz / 1000; // 1 ms
-    while cpu::rdtsc() < end {
-        core::hint::spin_loop();
-    }
-    let (tsc_d, apic_d) = bracketed(apic::current_count);
+    let (tsc_b, (pit_b, apic_b)) = bracketed(both);
     apic::disarm();
-    let apic_timer_hz = u64::from(apic_c.wrapping_sub(apic_d)) * tsc_hz / (tsc_d - tsc_c).max(1);
+    let pit_ticks = u64::from(pit_a.wrapping_sub(pit_b)).max(1);
+    let tsc_ticks = tsc_b.saturating_sub(tsc_a);
+    let tsc_hz = tsc_ticks * PIT_HZ / pit_ticks;
+    let apic_timer_hz = u64::from(apic_a.wrapping_sub(apic_b)) * tsc_hz / tsc_ticks.max(1);
     Calibration {
         tsc_hz,
         apic_timer_hz,
