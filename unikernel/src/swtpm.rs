@@ -86,9 +86,16 @@ impl Assembler {
     /// Takes up to [`wanted`](Self::wanted) bytes from `data`; returns how many were used.
     /// Bytes beyond the current command are left for the next one.
     pub fn push(&mut self, data: &[u8]) -> usize {
-        let n = self.wanted().min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        n
+        let mut used = 0;
+        // First the header, then (once its size is known) the rest of the command.
+        loop {
+            let n = self.wanted().min(data.len() - used);
+            if n == 0 {
+                return used;
+            }
+            self.buf.extend_from_slice(&data[used..used + n]);
+            used += n;
+        }
     }
 
     /// Removes and returns the complete command, leaving the assembler empty.
