@@ -8,6 +8,7 @@
 
 use anyhow::{Context, Result, bail};
 
+mod keys;
 mod ops;
 mod report;
 
