@@ -531,3 +531,111 @@ fn nv_certify(target: Target) -> Result<()> {
     tpm.run("flushcontext", &["-t"])?;
     Ok(())
 }
+
+/// Crash test (issue 5): 1 000 acknowledged NV_Increments while `ukvtpm serve` is killed with
+/// SIGKILL at random moments and restarted. After every restart the counter equals the last
+/// acknowledged value, or that plus one for the increment in flight: never less.
+#[test]
+fn ukvtpm_nv_increment_survives_sigkill() -> Result<()> {
+    use std::time::Duration;
+    use ukvtpm_tests::raw::{self, Client, Framing};
+    ukvtpm_tests::server::with_logs(|| {
+        let mut server = Target::Ukvtpm.start()?;
+        const INDEX: u32 = 0x0150_0400;
+        const OWNER: u32 = 0x4000_0001;
+        let connect = |server: &Server| -> Result<Client> {
+            let mut c = Client::connect(server.port(), Framing::Plain)?;
+            // Startup may already have happened (INITIALIZE then): either is fine.
+            c.execute(&raw::command(0x8001, 0x144, &[0, 0]))?;
+            Ok(c)
+        };
+        let increment = || {
+            let mut rest = OWNER.to_be_bytes().to_vec();
+            rest.extend_from_slice(&INDEX.to_be_bytes());
+            rest.extend_from_slice(&raw::password_auth(b""));
+            raw::command(0x8002, 0x134, &rest)
+        };
+        let read = |c: &mut Client| -> Result<u64> {
+            let mut rest = OWNER.to_be_bytes().to_vec();
+            rest.extend_from_slice(&INDEX.to_be_bytes());
+            rest.extend_from_slice(&raw::password_auth(b""));
+            rest.extend_from_slice(&8u16.to_be_bytes());
+            rest.extend_from_slice(&0u16.to_be_bytes());
+            let r = c.execute(&raw::command(0x8002, 0x14E, &rest))?.success()?;
+            let v = r.body.get(6..14).context("short NV_Read response")?;
+            Ok(u64::from_be_bytes(v.try_into()?))
+        };
+        let mut c = connect(&server)?;
+        let mut public = INDEX.to_be_bytes().to_vec();
+        public.extend_from_slice(&0x000Bu16.to_be_bytes());
+        public.extend_from_slice(&(0x0002_0002u32 | 0x10).to_be_bytes()); // counter, owner rw
+        public.extend_from_slice(&raw::tpm2b(&[]));
+        public.extend_from_slice(&8u16.to_be_bytes());
+        let mut rest = OWNER.to_be_bytes().to_vec();
+        rest.extend_from_slice(&raw::password_auth(b""));
+        rest.extend_from_slice(&raw::tpm2b(&[]));
+        rest.extend_from_slice(&raw::tpm2b(&public));
+        c.execute(&raw::command(0x8002, 0x12A, &rest))?.success()?;
+        c.execute(&increment())?.success()?;
+        let mut acked = read(&mut c)?;
+
+        let mut seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos() as u64
+            | 1;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut done = 0u32;
+        let mut crashes = 0u32;
+        while done < 1000 {
+            // Kill at a random moment within the next few commands.
+            let pid = server.pid().context("server not running")?;
+            // Up to 100 ms: a few durable increments per crash, killed at any point of one
+            // (before, during or after its commit).
+            let delay = Duration::from_micros(next() % 100_000);
+            let killer = std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our child,
+                // reaped only by `Server::kill` below after this thread is joined.
+                unsafe {
+                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                }
+            });
+            let mut in_flight;
+            loop {
+                in_flight = true;
+                match c.execute(&increment()) {
+                    Ok(r) if r.rc == 0 => {
+                        acked += 1;
+                        done += 1;
+                        in_flight = false;
+                    }
+                    Ok(r) => anyhow::bail!("NV_Increment rc {:#x}", r.rc),
+                    Err(_) => break,
+                }
+                if done >= 1000 {
+                    break;
+                }
+            }
+            killer
+                .join()
+                .map_err(|_| anyhow::anyhow!("killer panicked"))?;
+            server.kill()?;
+            server.start_again()?;
+            crashes += 1;
+            c = connect(&server)?;
+            let now = read(&mut c)?;
+            ensure!(
+                now == acked || (in_flight && now == acked + 1),
+                "after crash {crashes}: counter {now}, last acknowledged {acked}"
+            );
+            acked = now;
+        }
+        ensure!(crashes > 5, "only {crashes} crashes");
+        Ok(())
+    })
+}
