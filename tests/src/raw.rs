@@ -310,13 +310,41 @@ impl Outcome {
 /// Sends `bytes` as they are on a new plain-framing connection, optionally half-closes the
 /// connection (so a server waiting for more bytes sees end of input), and reports what came back.
 pub fn send_once(port: u16, bytes: &[u8], half_close: bool, timeout: Duration) -> Result<Outcome> {
+    send_once_framed(port, Framing::Plain, bytes, half_close, timeout)
+}
+
+/// Like [`send_once`] in either framing; with [`Framing::Mssim`] the bytes are wrapped in one
+/// TPM_SEND_COMMAND frame (locality 0) whose length is the number of bytes, so the TPM itself
+/// sees exactly `bytes`, and the frame around the response is removed before parsing.
+pub fn send_once_framed(
+    port: u16,
+    framing: Framing,
+    bytes: &[u8],
+    half_close: bool,
+    timeout: Duration,
+) -> Result<Outcome> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
         .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(timeout))?;
-    if !bytes.is_empty() {
+    let wire = match framing {
+        Framing::Plain => bytes.to_vec(),
+        Framing::Mssim => {
+            let mut w = 8u32.to_be_bytes().to_vec();
+            w.push(0);
+            w.extend_from_slice(&u32::try_from(bytes.len())?.to_be_bytes());
+            w.extend_from_slice(bytes);
+            w
+        }
+    };
+    // The offset of the TPM response in what comes back, and the bytes after it.
+    let (head, tail) = match framing {
+        Framing::Plain => (0, 0),
+        Framing::Mssim => (4, 4),
+    };
+    if !wire.is_empty() {
         // The server may close early on garbage: a write error is an outcome, not a failure.
-        if stream.write_all(bytes).is_err() {
+        if stream.write_all(&wire).is_err() {
             return Ok(Outcome::Closed);
         }
     }
@@ -330,7 +358,9 @@ pub fn send_once(port: u16, bytes: &[u8], half_close: bool, timeout: Duration) -
             Ok(0) => break,
             Ok(n) => {
                 got.extend_from_slice(&buf[..n]);
-                if got.len() >= 10 && got.len() >= be32(&got[2..6]) as usize {
+                if got.len() >= head + 10
+                    && got.len() >= head + be32(&got[head + 2..head + 6]) as usize + tail
+                {
                     break;
                 }
             }
@@ -347,20 +377,20 @@ pub fn send_once(port: u16, bytes: &[u8], half_close: bool, timeout: Duration) -
     if got.is_empty() {
         return Ok(Outcome::Closed);
     }
-    let len = if got.len() >= 10 {
-        be32(&got[2..6]) as usize
+    let len = if got.len() >= head + 10 {
+        be32(&got[head + 2..head + 6]) as usize
     } else {
         0
     };
-    if len < 10 || len > got.len() {
+    if len < 10 || head + len > got.len() {
         return Ok(Outcome::Garbage(got));
     }
-    match Response::parse(&got[..len]) {
+    match Response::parse(&got[head..head + len]) {
         Ok(r) => Ok(Outcome::Response {
             tag: r.tag,
             rc: r.rc,
             len,
-            extra: got.len() - len,
+            extra: (got.len() - head - len).saturating_sub(tail),
         }),
         Err(_) => Ok(Outcome::Garbage(got)),
     }
