@@ -405,7 +405,45 @@ fn check_password_session(
     if !auth_value_available(ctx, cc, role, h) {
         return Err(TpmRc::AUTH_UNAVAILABLE);
     }
-    auth::check_password(ctx, h, password)
+    let result = auth::check_password(ctx, h, password);
+    pin_count(ctx, h, result.is_ok());
+    result
+}
+
+/// PIN indices (Part 2, 13.4 TPM_NT_PIN_FAIL / TPM_NT_PIN_PASS; reference CheckAuthSession):
+/// data = pinCount (u32) || pinLimit (u32). A PIN Fail index counts failures and resets on
+/// success; a PIN Pass index counts successes. Only written indices count.
+fn pin_count(ctx: &mut Ctx<'_>, h: Handle, success: bool) {
+    let Some(ix) = ctx.ps().nv.get(h) else {
+        return;
+    };
+    if !ix.has(nv::attr::WRITTEN) {
+        return;
+    }
+    let kind = ix.nv_type();
+    let value = ix.u64_value();
+    let (count, limit) = ((value >> 32) as u32, value as u32);
+    let new = match (kind, success) {
+        (nv::NvType::PinFail, false) | (nv::NvType::PinPass, true) => count.saturating_add(1),
+        (nv::NvType::PinFail, true) if count != 0 => 0,
+        _ => return,
+    };
+    if let Some(ix) = ctx.ps_mut().nv.get_mut(h) {
+        ix.data = ((u64::from(new) << 32) | u64::from(limit))
+            .to_be_bytes()
+            .to_vec();
+    }
+}
+
+/// For PIN indices the authValue is usable while pinCount < pinLimit (and once written).
+fn pin_available(ix: &nv::NvIndex) -> Option<bool> {
+    match ix.nv_type() {
+        nv::NvType::PinFail | nv::NvType::PinPass => {
+            let v = ix.u64_value();
+            Some(ix.has(nv::attr::WRITTEN) && ((v >> 32) as u32) < (v as u32))
+        }
+        _ => None,
+    }
 }
 
 /// TPM_RC_LOCKOUT when DA-protected authorization is not possible now.
@@ -440,7 +478,7 @@ fn auth_value_available(ctx: &Ctx<'_>, cc: u32, role: AuthRole, h: Handle) -> bo
     match h.kind() {
         HandleType::NvIndex => match ctx.ps().nv.get(h) {
             Some(ix) if is_nv_write(cc) => ix.has(nv::attr::AUTHWRITE),
-            Some(ix) => ix.has(nv::attr::AUTHREAD),
+            Some(ix) => pin_available(ix).unwrap_or(ix.has(nv::attr::AUTHREAD)),
             None => false,
         },
         HandleType::Transient | HandleType::Persistent => object_auth_value_available(ctx, h, role),
@@ -484,16 +522,24 @@ fn check_auth_session(
             .get(i)
             .map(|e| e.hmac.clone())
             .unwrap_or_default();
-        if entity_auth(ctx, h).matches(&password) {
+        let ok = entity_auth(ctx, h).matches(&password);
+        if include_auth {
+            pin_count(ctx, h, ok);
+        }
+        if ok {
             return Ok(());
         }
         return Err(failure(ctx, sess, h, include_auth));
     }
-    match check_hmac(ctx, cs, i, sess, Some(h), handles, params) {
+    let result = match check_hmac(ctx, cs, i, sess, Some(h), handles, params) {
         Ok(()) => Ok(()),
         Err(rc) if rc == TpmRc::AUTH_FAIL => Err(failure(ctx, sess, h, include_auth)),
-        Err(rc) => Err(rc),
+        Err(rc) => return Err(rc),
+    };
+    if include_auth {
+        pin_count(ctx, h, result.is_ok());
     }
+    result
 }
 
 /// Reference IncrementLockout for a session: BAD_AUTH unless the failure involved a

@@ -368,3 +368,96 @@ fn counter_high_water_mark_survives_clear() {
     assert_eq!(simple(&mut e, cc::NV_INCREMENT, ctr, &[]), TpmRc::SUCCESS);
     assert_eq!(read(&mut e, ctr, 8, 0).unwrap(), 8u64.to_be_bytes());
 }
+
+#[test]
+fn pin_fail_and_pin_pass_indices() {
+    let mut e = started();
+    let pin_fail = 0x0150_0070;
+    let attrs = RW | nva::AUTHREAD | nva::NO_DA | (8 << 4);
+    assert_eq!(define(&mut e, pin_fail, attrs, 8, b"1234"), TpmRc::SUCCESS);
+    // Not written yet: the PIN cannot be used.
+    let p = {
+        let mut p = 8u16.to_be_bytes().to_vec();
+        p.extend_from_slice(&0u16.to_be_bytes());
+        p
+    };
+    assert_eq!(
+        rc(&run_pw(
+            &mut e,
+            cc::NV_READ,
+            &[pin_fail, pin_fail],
+            &[b"1234"],
+            &p
+        )),
+        TpmRc::AUTH_UNAVAILABLE.session(1)
+    );
+    // pinCount 0, pinLimit 2.
+    assert_eq!(
+        write(&mut e, pin_fail, &[0, 0, 0, 0, 0, 0, 0, 2], 0),
+        TpmRc::SUCCESS
+    );
+    assert_eq!(
+        rc(&run_pw(
+            &mut e,
+            cc::NV_READ,
+            &[pin_fail, pin_fail],
+            &[b"1234"],
+            &p
+        )),
+        TpmRc::SUCCESS
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            rc(&run_pw(
+                &mut e,
+                cc::NV_READ,
+                &[pin_fail, pin_fail],
+                &[b"bad"],
+                &p
+            )),
+            TpmRc::BAD_AUTH.session(1)
+        );
+    }
+    assert_eq!(
+        read(&mut e, pin_fail, 8, 0).unwrap(),
+        [0, 0, 0, 2, 0, 0, 0, 2]
+    );
+    assert_eq!(
+        rc(&run_pw(
+            &mut e,
+            cc::NV_READ,
+            &[pin_fail, pin_fail],
+            &[b"1234"],
+            &p
+        )),
+        TpmRc::AUTH_UNAVAILABLE.session(1)
+    );
+
+    let pin_pass = 0x0150_0071;
+    let attrs = RW | nva::AUTHREAD | (9 << 4);
+    assert_eq!(define(&mut e, pin_pass, attrs, 8, b"pw"), TpmRc::SUCCESS);
+    assert_eq!(
+        write(&mut e, pin_pass, &[0, 0, 0, 0, 0, 0, 0, 1], 0),
+        TpmRc::SUCCESS
+    );
+    assert_eq!(
+        rc(&run_pw(
+            &mut e,
+            cc::NV_READ,
+            &[pin_pass, pin_pass],
+            &[b"pw"],
+            &p
+        )),
+        TpmRc::SUCCESS
+    );
+    assert_eq!(
+        rc(&run_pw(
+            &mut e,
+            cc::NV_READ,
+            &[pin_pass, pin_pass],
+            &[b"pw"],
+            &p
+        )),
+        TpmRc::AUTH_UNAVAILABLE.session(1)
+    );
+}

@@ -329,7 +329,12 @@ fn nv_write(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     r.finish()?;
     let ix = index(ctx, h)?;
     write_access(auth_handle, h, ix.attributes)?;
-    if ix.nv_type() != NvType::Ordinary {
+    // Ordinary and PIN indices take NV_Write; counters, bit fields and extend indices have
+    // their own commands.
+    if matches!(
+        ix.nv_type(),
+        NvType::Counter | NvType::Bits | NvType::Extend
+    ) {
         return Err(TpmRc::ATTRIBUTES);
     }
     let size = usize::from(ix.data_size);
