@@ -24,6 +24,7 @@ for_each_target!(
     policy_restart_and_get_digest,
     policy_signed_and_ticket,
     audit_session_digest,
+    command_audit_digest,
     salted_session_rsa,
     salted_session_ecc,
     bound_session,
@@ -922,5 +923,36 @@ fn audit_session_digest(target: Target) -> Result<()> {
         ],
     )?;
     tpm.run("flushcontext", &["audit.ctx"])?;
+    Ok(())
+}
+
+fn command_audit_digest(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    signing_key(&tpm)?;
+    tpm.run("setcommandauditstatus", &["TPM2_CC_GetRandom"])?;
+    tpm.run("getrandom", &["8", "--hex"])?;
+    tpm.run("getrandom", &["8", "--hex"])?;
+    run_flush(
+        &tpm,
+        "getcommandauditdigest",
+        &[
+            "-c", "sign.ctx", "-g", "sha256", "-m", "cmd.att", "-s", "cmd.sig",
+        ],
+    )?;
+    let att = std::fs::read(server.path("cmd.att"))?;
+    ensure!(
+        att.get(4..6) == Some(&[0x80, 0x15][..]),
+        "not a command audit attestation"
+    );
+    run_flush(
+        &tpm,
+        "verifysignature",
+        &[
+            "-c", "sign.ctx", "-g", "sha256", "-m", "cmd.att", "-s", "cmd.sig",
+        ],
+    )?;
+    // Changing the hash alone is allowed; then the list can change.
+    tpm.run("setcommandauditstatus", &["-g", "sha1"])?;
+    tpm.run("setcommandauditstatus", &["-c", "TPM2_CC_GetRandom"])?;
     Ok(())
 }

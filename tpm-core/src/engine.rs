@@ -263,6 +263,8 @@ impl<P: Platform> Engine<P> {
             params: decrypted.as_deref().unwrap_or(params),
             locality,
         };
+        // Command audit needs the cpHash of the command as received, before it runs.
+        let audit_cp = crate::session::audit_cp_hash(&ctx, header.cc, handles, params);
         let resp = (def.run)(&mut ctx, &req)?;
         let mut resp_params = resp.params.into_vec();
 
@@ -280,10 +282,12 @@ impl<P: Platform> Engine<P> {
             // Nonces roll, the first response parameter is encrypted, response HMACs cover
             // the parameters as sent (Part 1, 19.6.6 and 21).
             let area = crate::session::respond(&mut ctx, cs, &mut resp_params);
+            crate::session::command_audit(&mut ctx, header.cc, audit_cp, &resp_params);
             out.u32(resp_params.len() as u32);
             out.bytes(&resp_params);
             out.bytes(area.as_slice());
         } else {
+            crate::session::command_audit(&mut ctx, header.cc, audit_cp, &resp_params);
             out.bytes(&resp_params);
         }
         let mut bytes = out.into_vec();

@@ -1055,3 +1055,45 @@ pub fn flush(ctx: &mut Ctx<'_>, h: Handle) -> bool {
     }
     ctx.tpm.vs.sessions.flush(h)
 }
+
+/// cpHash for command audit, computed before the command runs (it may delete an entity
+/// whose Name is part of it): `None` when the command is not audited.
+pub fn audit_cp_hash(
+    ctx: &Ctx<'_>,
+    code: u32,
+    handles: &[Handle],
+    params: &[u8],
+) -> Option<(HashAlg, Vec<u8>)> {
+    let audit = &ctx.ps().command_audit;
+    if !audit.commands.contains(&code) {
+        return None;
+    }
+    let alg = HashAlg::from_alg_id(audit.hash_alg)?;
+    let mut h = alg.hasher();
+    h.update(&code.to_be_bytes());
+    for &handle in handles {
+        h.update(&entity_name(ctx, handle));
+    }
+    h.update(params);
+    Some((alg, h.finish()))
+}
+
+/// Command audit (Part 1, 19.6.7.2 / reference CommandAudit): after an audited command
+/// succeeded, digest = H_auditAlg(digest || cpHash || rpHash); a new digest starts from zeros
+/// and bumps auditCounter. `rparams` are the response parameters as sent.
+pub fn command_audit(ctx: &mut Ctx<'_>, code: u32, cp: Option<(HashAlg, Vec<u8>)>, rparams: &[u8]) {
+    if core::mem::take(&mut ctx.tpm.vs.command_audit_skip) {
+        return;
+    }
+    let Some((alg, cp)) = cp else {
+        return;
+    };
+    let rp = alg.digest(&[&0u32.to_be_bytes(), &code.to_be_bytes(), rparams]);
+    if ctx.tpm.vs.command_audit_digest.is_empty() {
+        ctx.tpm.vs.command_audit_digest = alloc::vec![0u8; alg.digest_size()];
+        let audit = &mut ctx.ps_mut().command_audit;
+        audit.counter = audit.counter.saturating_add(1);
+    }
+    let old = core::mem::take(&mut ctx.tpm.vs.command_audit_digest);
+    ctx.tpm.vs.command_audit_digest = alg.digest(&[&old, &cp, &rp]);
+}

@@ -264,3 +264,45 @@ fn audit_session_digest_chains_cp_and_rp_hashes() {
     assert_eq!(&attest[attest.len() - 32..], &digest[..]);
     assert_eq!(attest[attest.len() - 35], 1);
 }
+
+#[test]
+fn command_audit_digest() {
+    use ukvtpm_tpm_core::crypto::hash::HashAlg;
+    let h = |parts: &[&[u8]]| HashAlg::Sha256.digest(parts);
+    let mut e = started();
+    // SetCommandCodeAuditStatus(owner, TPM_ALG_NULL, set {GetRandom}, clear {}) is itself
+    // audited: it starts the digest.
+    let mut p = 0x0010u16.to_be_bytes().to_vec();
+    p.extend_from_slice(&1u32.to_be_bytes());
+    p.extend_from_slice(&cc::GET_RANDOM.to_be_bytes());
+    p.extend_from_slice(&0u32.to_be_bytes());
+    let r = run_pw(&mut e, 0x140, &[OWNER], &[b""], &p);
+    assert_eq!(rc(&r), TpmRc::SUCCESS);
+    let cp = h(&[&0x140u32.to_be_bytes(), &OWNER.to_be_bytes(), &p]);
+    let rp = h(&[&0u32.to_be_bytes(), &0x140u32.to_be_bytes()]);
+    let mut digest = h(&[&[0u8; 32], &cp, &rp]);
+    for _ in 0..2 {
+        let r = e.execute(0, &frame(cc::GET_RANDOM, &[], None, &8u16.to_be_bytes()));
+        assert_eq!(rc(&r), TpmRc::SUCCESS);
+        let out = resp_params(&r, false, false);
+        let cp = h(&[&cc::GET_RANDOM.to_be_bytes(), &8u16.to_be_bytes()]);
+        let rp = h(&[&0u32.to_be_bytes(), &cc::GET_RANDOM.to_be_bytes(), &out]);
+        digest = h(&[&digest, &cp, &rp]);
+    }
+    let mut p = tpm2b(&[]);
+    p.extend_from_slice(&0x0010u16.to_be_bytes());
+    let r = run_pw(&mut e, 0x133, &[0x4000_000B, NULL], &[b"", b""], &p);
+    assert_eq!(rc(&r), TpmRc::SUCCESS);
+    let out = resp_params(&r, false, true);
+    let n = u16::from_be_bytes([out[0], out[1]]) as usize;
+    let attest = &out[2..2 + n];
+    assert_eq!(&attest[4..6], &[0x80, 0x15]);
+    // TPMS_COMMAND_AUDIT_INFO at the end: auditCounter, digestAlg, auditDigest, commandDigest.
+    let command_digest = h(&[&0x140u32.to_be_bytes(), &cc::GET_RANDOM.to_be_bytes()]);
+    let tail_len = 8 + 2 + 34 + 34;
+    let info = &attest[attest.len() - tail_len..];
+    assert_eq!(&info[..8], &1u64.to_be_bytes());
+    assert_eq!(&info[8..10], &[0, 0x0B]);
+    assert_eq!(&info[12..44], &digest[..]);
+    assert_eq!(&info[46..], &command_digest[..]);
+}

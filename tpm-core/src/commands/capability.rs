@@ -424,8 +424,23 @@ fn get_capability(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
             }
             more
         }
-        cap::PP_COMMANDS | cap::AUDIT_COMMANDS => {
-            // No command requires physical presence, none is audited.
+        cap::AUDIT_COMMANDS => {
+            // TPML_CC of the audited commands (TPM2_SetCommandCodeAuditStatus).
+            let audited = ctx.ps().command_audit.commands.clone();
+            let (list, more) = page(
+                audited.into_iter().map(|c| (c, c)),
+                property,
+                count,
+                MAX_CAP_CC,
+            );
+            body.u32(list.len() as u32);
+            for c in list {
+                body.u32(c);
+            }
+            more
+        }
+        cap::PP_COMMANDS => {
+            // No command requires physical presence.
             body.u32(0);
             false
         }

@@ -36,7 +36,108 @@ pub const COMMANDS: &[CommandDef] = &[
         response_handle: false,
         run: get_session_audit_digest,
     },
+    CommandDef {
+        cc: cc::GET_COMMAND_AUDIT_DIGEST,
+        handles: &[
+            crate::commands::auth(HandleKind::Endorsement, crate::auth::AuthRole::User),
+            crate::commands::auth(HandleKind::ObjectOrNull, crate::auth::AuthRole::User),
+        ],
+        response_handle: false,
+        run: get_command_audit_digest,
+    },
+    CommandDef {
+        cc: cc::SET_COMMAND_CODE_AUDIT_STATUS,
+        handles: &[crate::commands::auth(
+            HandleKind::Provision,
+            crate::auth::AuthRole::User,
+        )],
+        response_handle: false,
+        run: set_command_code_audit_status,
+    },
 ];
+
+/// TPM_ST_ATTEST_COMMAND_AUDIT (Part 2, 6.9).
+const ST_ATTEST_COMMAND_AUDIT: u16 = 0x8015;
+
+/// Part 3, 18.6 TPM2_GetCommandAuditDigest: the command audit digest, signed; a signed
+/// digest starts over.
+#[doc(alias = "TPM2_GetCommandAuditDigest")]
+fn get_command_audit_digest(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    use crate::commands::attestation::{Signer, read_qualifying};
+    use crate::commands::signature::read_sig_scheme;
+    let sign_handle = req.handles.get(1).copied().unwrap_or(Handle::NULL);
+    let mut r = Reader::params(req.params);
+    let extra = read_qualifying(&mut r)?;
+    let requested = read_sig_scheme(&mut r)?;
+    r.finish()?;
+    let signer = Signer::new(ctx, sign_handle, 2, requested, 2)?;
+    let audit = ctx.ps().command_audit.clone();
+    let alg = HashAlg::from_alg_id(audit.hash_alg).unwrap_or(HashAlg::Sha256);
+    let mut h = alg.hasher();
+    for code in &audit.commands {
+        h.update(&code.to_be_bytes());
+    }
+    let command_digest = h.finish();
+    let mut a = Writer::new();
+    a.u64(audit.counter)
+        .u16(audit.hash_alg)
+        .tpm2b(&ctx.tpm.vs.command_audit_digest)
+        .tpm2b(&command_digest);
+    let attest = signer.attest(ctx, ST_ATTEST_COMMAND_AUDIT, &extra, a.as_slice());
+    let resp = signer.respond(ctx, &attest)?;
+    if sign_handle != Handle::NULL {
+        ctx.tpm.vs.command_audit_digest.clear();
+    }
+    Ok(resp)
+}
+
+/// Reads a TPML_CC (at most MAX_CAP_CC entries).
+fn read_cc_list(r: &mut Reader<'_>) -> TpmResult<Vec<u32>> {
+    r.begin();
+    let count = r.raw_u32()?;
+    if count > 256 {
+        return Err(r.err(TpmRc::SIZE));
+    }
+    (0..count).map(|_| r.raw_u32()).collect()
+}
+
+/// Part 3, 21.2 TPM2_SetCommandCodeAuditStatus: change the audit hash (alone) or the list of
+/// audited commands. Unimplemented commands and Shutdown are never audited;
+/// SetCommandCodeAuditStatus always is.
+#[doc(alias = "TPM2_SetCommandCodeAuditStatus")]
+fn set_command_code_audit_status(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let mut r = Reader::params(req.params);
+    let alg = r.u16()?;
+    if alg != ALG_NULL && HashAlg::from_alg_id(alg).is_none() {
+        return Err(r.err(TpmRc::HASH));
+    }
+    let set = read_cc_list(&mut r)?;
+    let clear = read_cc_list(&mut r)?;
+    r.finish()?;
+    let current = ctx.ps().command_audit.clone();
+    if alg != ALG_NULL && alg != current.hash_alg {
+        if !set.is_empty() || !clear.is_empty() {
+            return Err(TpmRc::VALUE.param(1));
+        }
+        ctx.ps_mut().command_audit.hash_alg = alg;
+        ctx.tpm.vs.command_audit_digest.clear();
+        ctx.tpm.vs.command_audit_skip = true;
+        return Ok(Response::empty());
+    }
+    let dispatch = crate::commands::Dispatch::new();
+    let mut list = current.commands.clone();
+    for code in set {
+        if dispatch.get(code).is_some() && code != cc::SHUTDOWN && !list.contains(&code) {
+            list.push(code);
+        }
+    }
+    list.retain(|c| *c == cc::SET_COMMAND_CODE_AUDIT_STATUS || !clear.contains(c));
+    list.sort_unstable();
+    if list != current.commands {
+        ctx.ps_mut().command_audit.commands = list;
+    }
+    Ok(Response::empty())
+}
 
 /// TPM_ST_ATTEST_SESSION_AUDIT (Part 2, 6.9).
 const ST_ATTEST_SESSION_AUDIT: u16 = 0x8016;

@@ -60,6 +60,27 @@ impl Default for DaState {
     }
 }
 
+/// Command audit settings (Part 3, 21.2 TPM2_SetCommandCodeAuditStatus).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandAudit {
+    /// auditHashAlg (TPM_ALG_ID).
+    pub hash_alg: u16,
+    /// Audited command codes, ascending (SetCommandCodeAuditStatus is always audited).
+    pub commands: Vec<u32>,
+    /// auditCounter: incremented each time a new audit digest starts.
+    pub counter: u64,
+}
+
+impl Default for CommandAudit {
+    fn default() -> Self {
+        Self {
+            hash_alg: 0x000B,
+            commands: alloc::vec![0x0000_0140],
+            counter: 0,
+        }
+    }
+}
+
 /// State saved by TPM2_Shutdown(STATE) for TPM Resume (Part 1, 36.4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedState {
@@ -106,6 +127,8 @@ pub struct PersistentState {
     pub nv: nv::NvStore,
     /// Persistent objects.
     pub persistent: persistent::PersistentObjects,
+    /// Command audit (Part 1, 19.6.7 / Part 3, 21.2): audited commands, hash, counter.
+    pub command_audit: CommandAudit,
 }
 
 impl PersistentState {
@@ -141,6 +164,7 @@ impl PersistentState {
             total_reset_count: 0,
             nv: nv::NvStore::default(),
             persistent: persistent::PersistentObjects::default(),
+            command_audit: CommandAudit::default(),
         }
     }
 }
@@ -179,6 +203,10 @@ pub struct Volatile {
     pub sessions: sessions::SessionStore,
     /// The exclusive audit session, if any (Part 1, 19.6.7.3).
     pub exclusive_audit: Option<crate::handle::Handle>,
+    /// Command audit digest; empty until the next audited command starts a new one.
+    pub command_audit_digest: Vec<u8>,
+    /// The audit hash changed in this command: do not audit it (reference size-1 marker).
+    pub command_audit_skip: bool,
     /// Platform ms at `_TPM_Init`: TPMS_TIME_INFO.time counts from here.
     pub init_ms: u64,
     /// Platform ms at which `PersistentState::clock` was last brought up to date.
@@ -208,6 +236,8 @@ impl Volatile {
             objects: ObjectStore::default(),
             sessions: sessions::SessionStore::default(),
             exclusive_audit: None,
+            command_audit_digest: Vec::new(),
+            command_audit_skip: false,
             init_ms: now_ms,
             clock_base_ms: now_ms,
             clock_safe: true,
