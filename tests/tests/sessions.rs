@@ -25,6 +25,7 @@ for_each_target!(
     policy_signed_and_ticket,
     audit_session_digest,
     command_audit_digest,
+    policy_digests_match_reference,
     salted_session_rsa,
     salted_session_ecc,
     bound_session,
@@ -954,5 +955,148 @@ fn command_audit_digest(target: Target) -> Result<()> {
     // Changing the hash alone is allowed; then the list can change.
     tpm.run("setcommandauditstatus", &["-g", "sha1"])?;
     tpm.run("setcommandauditstatus", &["-c", "TPM2_CC_GetRandom"])?;
+    Ok(())
+}
+
+/// Trial-session digests of every policy command tpm2-tools has, against the values swtpm
+/// (libtpms) computes: the digests depend on nothing random, so the constants hold for any TPM
+/// that implements Part 3, 23 correctly.
+fn policy_digests_match_reference(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    let d32 = [0x11u8; 32];
+    write_file(&server, "d32.bin", &d32)?;
+    let mut cp = vec![0x00, 0x20];
+    cp.extend_from_slice(&d32);
+    write_file(&server, "cp.bin", &cp)?;
+    let mut name = vec![0x00, 0x0B];
+    name.extend_from_slice(&d32);
+    write_file(&server, "name.bin", &name)?;
+    let mut parent = vec![0x00, 0x0B];
+    parent.extend_from_slice(&[0x22; 32]);
+    write_file(&server, "parent.bin", &parent)?;
+    write_file(&server, "op.bin", &[0, 0, 0, 7])?;
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x1500600",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "ownerread|ownerwrite",
+        ],
+    )?;
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        (
+            "pcr",
+            "policypcr",
+            &["-l", "sha256:0,1,2"],
+            "e7f31f4b025ea047a62c000be9fbc43b21a06a798f9b81a9d90a8769ba595015",
+        ),
+        (
+            "locality",
+            "policylocality",
+            &["three"],
+            "7764491d5afe719035c0c09faa90c3490a7475d6df422b804e8f68aa65f8934f",
+        ),
+        (
+            "cc",
+            "policycommandcode",
+            &["TPM2_CC_Unseal"],
+            "e613137076524bde487533865884e9732ebee3aacb095d94a6de492ec06c46fa",
+        ),
+        (
+            "authvalue",
+            "policyauthvalue",
+            &[],
+            "8fcd2169ab92694e0c633f1ab772842b8241bbc20288981fc7ac1eddc1fddb0e",
+        ),
+        (
+            "password",
+            "policypassword",
+            &[],
+            "8fcd2169ab92694e0c633f1ab772842b8241bbc20288981fc7ac1eddc1fddb0e",
+        ),
+        (
+            "nvwritten",
+            "policynvwritten",
+            &["s"],
+            "f7887d158ae8d38be0ac5319f37a9e07618bf54885453c7a54ddb0c6a6193beb",
+        ),
+        (
+            "cphash",
+            "policycphash",
+            &["--cphash-input", "cp.bin"],
+            "e859ef1747b5f82fb1971132845d543905445696db00462f49bc7181bac31070",
+        ),
+        (
+            "namehash",
+            "policynamehash",
+            &["-n", "d32.bin"],
+            "0947d85c4762c6cf8df3c287ba63252811fa744164489acb11b79b55345d59a7",
+        ),
+        (
+            "template",
+            "policytemplate",
+            &["--template-hash", "d32.bin"],
+            "398552bfa009a6bb1a896d4462c171f553a710e3858ef637ec5e0a993dd69aa7",
+        ),
+        (
+            "dupsel",
+            "policyduplicationselect",
+            &["-n", "name.bin", "-N", "parent.bin", "--include-object"],
+            "cb20b19c2f10e6a1658196c10f2c778cc19923891bb615d331cc2990bf3f56bf",
+        ),
+        (
+            "ct",
+            "policycountertimer",
+            &["--ult", "1000"],
+            "3d0ab0a10dc95cd0309ce8376edc6f86b7ed9a2d405c2017b2a56cf5ee05b859",
+        ),
+        (
+            "secret",
+            "policysecret",
+            &["-c", "o"],
+            "0d84f55daf6e43ac97966e62c9bb989d3397777d25c5f749868055d65394f952",
+        ),
+        (
+            "nv",
+            "policynv",
+            &["-i", "op.bin", "-C", "o", "0x1500600", "eq"],
+            "faff7f00adfc02b97f4f293671be57018a7dd24d1acce52526d6229e4ae0e83c",
+        ),
+        (
+            "authnv",
+            "policyauthorizenv",
+            &["-C", "o", "0x1500600"],
+            "ad33711c5b8aba6633cd7f1d2b61e022ae97b0baa61622971fe5a29619e003a5",
+        ),
+        (
+            "authorize",
+            "policyauthorize",
+            &["-i", "d32.bin", "-n", "name.bin"],
+            "4a1abcfbbd695141639ae9da442c5b6121baadc246ba3aaa129076f5f508af1b",
+        ),
+        (
+            "or",
+            "policyor",
+            &["sha256:authvalue.pol,cc.pol"],
+            "a0a333af4a6491143962f580ceccd7bb9d0a470874e934180e78a9b1c2d12d61",
+        ),
+    ];
+    for (label, tool, args, want) in cases {
+        let out = format!("{label}.pol");
+        tpm.run("startauthsession", &["-S", "t.ctx"])?;
+        let mut a = vec!["-S", "t.ctx", "-L", out.as_str()];
+        a.extend_from_slice(args);
+        tpm.run(tool, &a)?;
+        tpm.run("flushcontext", &["t.ctx"])?;
+        let got: String = std::fs::read(server.path(&out))?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        ensure!(got == *want, "{tool}: digest {got}, expected {want}");
+    }
     Ok(())
 }
