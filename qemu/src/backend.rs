@@ -13,6 +13,8 @@ use crate::serial::{Ready, SerialLines, WaitError};
 
 /// Guest port of the TPM data channel.
 pub const GUEST_TPM_PORT: u16 = 2321;
+/// Guest port of the swtpm control channel (`CMD_SET_LOCALITY`, for the `swtpm:` TCTI).
+pub const GUEST_CONTROL_PORT: u16 = 2322;
 /// File name of the image `cargo xtask image` writes into the target directory.
 pub const IMAGE_NAME: &str = "ukvtpm.img";
 /// Environment variable naming the image explicitly.
@@ -65,7 +67,8 @@ pub enum Error {
 /// `ukvtpm run-backend` options.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Host port forwarded to the guest's TPM port (127.0.0.1 only).
+    /// Host port forwarded to the guest's TPM data port (127.0.0.1 only); `port + 1` goes to
+    /// its control port, as swtpm lays them out (the `swtpm:` TCTI needs both).
     pub port: u16,
     /// Guest RAM in MiB.
     pub memory_mib: u32,
@@ -317,11 +320,15 @@ impl Drop for Backend {
 
 /// The QEMU command `opts` describe, with the accelerator decided.
 pub fn command(opts: &Options, image: &Path, accel: Accel) -> QemuCommand {
-    QemuCommand::new(image)
+    let cmd = QemuCommand::new(image)
         .binary(&opts.qemu)
         .accel(accel)
         .memory_mib(opts.memory_mib)
-        .forward(opts.port, GUEST_TPM_PORT)
+        .forward(opts.port, GUEST_TPM_PORT);
+    match opts.port.checked_add(1) {
+        Some(control) => cmd.forward(control, GUEST_CONTROL_PORT),
+        None => cmd,
+    }
 }
 
 /// Finds the image, chooses the accelerator (printing a warning on fallback to TCG) and starts
@@ -350,8 +357,9 @@ pub fn run(opts: &Options) -> Result<(), Error> {
         println!("{line}");
     }
     eprintln!(
-        "ukvtpm: backend ready on 127.0.0.1:{} (accel {}, -m {}M, pid {}, {} ms after exec, reset->ready {} us guest time)",
+        "ukvtpm: backend ready on 127.0.0.1:{} (control {}; accel {}, -m {}M, pid {}, {} ms after exec, reset->ready {} us guest time)",
         opts.port,
+        opts.port.wrapping_add(1),
         backend.accel,
         opts.memory_mib,
         backend.pid().unwrap_or(0),

@@ -15,7 +15,7 @@ use crate::clock::{TscClock, timer_ticks};
 use crate::engine::{Engine, KernelPlatform, RamStateStore};
 use crate::server::TpmServer;
 use crate::virtio::NetDevice;
-use crate::{TPM_PORT, log, mm};
+use crate::{TPM_CONTROL_PORT, TPM_PORT, log, mm};
 
 /// Longest sleep between polls when nothing is scheduled, in microseconds.
 const MAX_SLEEP_US: u64 = 1_000_000;
@@ -99,7 +99,7 @@ pub fn main(tsc_at_reset: u64) -> ! {
     let mut iface = Interface::new(config, &mut device, now());
     let mut sockets = SocketSet::new(vec![]);
     let dhcp = sockets.add(dhcpv4::Socket::new());
-    let mut server = TpmServer::new(&mut sockets, TPM_PORT, now());
+    let mut server = TpmServer::new(&mut sockets, TPM_PORT, TPM_CONTROL_PORT, now());
 
     let platform = KernelPlatform {
         entropy: move |dest: &mut [u8]| rng.fill(dest),
@@ -154,7 +154,9 @@ pub fn main(tsc_at_reset: u64) -> ! {
             }
             _ => {}
         }
-        let busy = server.poll(&mut sockets, t, &mut |command| engine.execute(0, command));
+        let busy = server.poll(&mut sockets, t, &mut |locality, command| {
+            engine.execute(locality, command)
+        });
         if busy {
             continue;
         }

@@ -28,3 +28,5 @@ pub mod virtio;
 
 /// TCP port of the TPM data channel inside the guest (swtpm's default data port).
 pub const TPM_PORT: u16 = 2321;
+/// TCP port of the swtpm control channel inside the guest (data port + 1, as swtpm).
+pub const TPM_CONTROL_PORT: u16 = 2322;

@@ -1,5 +1,7 @@
 //! The TPM data-channel server: a few smoltcp TCP sockets listening on one port, each carrying
-//! any number of commands ([`crate::swtpm`] framing) to the engine, one at a time.
+//! any number of commands ([`crate::swtpm`] framing) to the engine, one at a time; and a couple
+//! of sockets for swtpm's control channel ([`crate::swtpm::control`]), whose `CMD_SET_LOCALITY`
+//! sets the locality of later data-channel commands (as in swtpm, one setting for all).
 //!
 //! Robustness rules: a connection that closes or resets mid-command loses only its partial
 //! command; one that declares an impossible size gets TPM_RC_COMMAND_SIZE and is closed; one
@@ -21,12 +23,22 @@ use crate::swtpm::{self, Assembler, Status};
 pub const CONNECTIONS: usize = 6;
 /// Per-socket receive and send buffer: a maximal command or response fits twice.
 const SOCKET_BUFFER: usize = 8192;
+/// Concurrent control-channel connections.
+pub const CONTROL_CONNECTIONS: usize = 2;
+/// Per-socket buffers of control connections (requests and replies are a few bytes).
+const CONTROL_BUFFER: usize = 256;
 /// A connection idle in the middle of a command or response for this long is aborted.
 pub const STALL_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Debug)]
 struct Connection {
     handle: SocketHandle,
+    /// Listening port.
+    port: u16,
+    /// A control-channel connection (else data channel).
+    control: bool,
+    /// The control request being read.
+    request: Vec<u8>,
     assembler: Assembler,
     /// Response bytes not yet queued on the socket.
     pending: Vec<u8>,
@@ -38,31 +50,47 @@ struct Connection {
 /// The listening sockets and their per-connection state.
 #[derive(Debug)]
 pub struct TpmServer {
-    port: u16,
     connections: Vec<Connection>,
+    /// Locality of data-channel commands (`CMD_SET_LOCALITY`).
+    locality: u8,
 }
 
 impl TpmServer {
-    /// Adds [`CONNECTIONS`] sockets listening on `port` to `sockets`.
-    pub fn new(sockets: &mut SocketSet<'_>, port: u16, now: Instant) -> TpmServer {
-        let connections = (0..CONNECTIONS)
-            .map(|_| {
-                let rx = tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]);
-                let tx = tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]);
-                let mut socket = tcp::Socket::new(rx, tx);
-                socket.set_nagle_enabled(false);
-                socket.set_ack_delay(None);
-                let _ = socket.listen(port);
-                Connection {
-                    handle: sockets.add(socket),
-                    assembler: Assembler::new(),
-                    pending: Vec::new(),
-                    close_after: false,
-                    last_progress: now,
-                }
-            })
+    /// Adds [`CONNECTIONS`] sockets listening on `port` (data channel) and
+    /// [`CONTROL_CONNECTIONS`] on `control_port` to `sockets`.
+    pub fn new(
+        sockets: &mut SocketSet<'_>,
+        port: u16,
+        control_port: u16,
+        now: Instant,
+    ) -> TpmServer {
+        let mut add = |port: u16, control: bool, buffer: usize| {
+            let rx = tcp::SocketBuffer::new(vec![0u8; buffer]);
+            let tx = tcp::SocketBuffer::new(vec![0u8; buffer]);
+            let mut socket = tcp::Socket::new(rx, tx);
+            socket.set_nagle_enabled(false);
+            socket.set_ack_delay(None);
+            let _ = socket.listen(port);
+            Connection {
+                handle: sockets.add(socket),
+                port,
+                control,
+                request: Vec::new(),
+                assembler: Assembler::new(),
+                pending: Vec::new(),
+                close_after: false,
+                last_progress: now,
+            }
+        };
+        let mut connections: Vec<Connection> = (0..CONNECTIONS)
+            .map(|_| add(port, false, SOCKET_BUFFER))
             .collect();
-        TpmServer { port, connections }
+        connections
+            .extend((0..CONTROL_CONNECTIONS).map(|_| add(control_port, true, CONTROL_BUFFER)));
+        TpmServer {
+            connections,
+            locality: 0,
+        }
     }
 
     /// Moves every connection forward: reads commands, runs them through `execute`, queues
@@ -72,13 +100,13 @@ impl TpmServer {
         &mut self,
         sockets: &mut SocketSet<'_>,
         now: Instant,
-        execute: &mut dyn FnMut(&[u8]) -> Vec<u8>,
+        execute: &mut dyn FnMut(u8, &[u8]) -> Vec<u8>,
     ) -> bool {
         let mut progress = false;
         for conn in &mut self.connections {
             progress |= conn.poll(
                 sockets.get_mut::<tcp::Socket>(conn.handle),
-                self.port,
+                &mut self.locality,
                 now,
                 execute,
             );
@@ -90,15 +118,20 @@ impl TpmServer {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.connections
             .iter()
-            .filter(|c| c.assembler.is_partial() || !c.pending.is_empty())
+            .filter(|c| c.is_stalled())
             .map(|c| c.last_progress + Duration::from_millis(STALL_TIMEOUT_MS))
             .min()
     }
 }
 
 impl Connection {
+    fn is_stalled(&self) -> bool {
+        self.assembler.is_partial() || !self.request.is_empty() || !self.pending.is_empty()
+    }
+
     fn reset(&mut self, now: Instant) {
         self.assembler.reset();
+        self.request.clear();
         self.pending.clear();
         self.close_after = false;
         self.last_progress = now;
@@ -107,10 +140,11 @@ impl Connection {
     fn poll(
         &mut self,
         socket: &mut tcp::Socket<'_>,
-        port: u16,
+        locality: &mut u8,
         now: Instant,
-        execute: &mut dyn FnMut(&[u8]) -> Vec<u8>,
+        execute: &mut dyn FnMut(u8, &[u8]) -> Vec<u8>,
     ) -> bool {
+        let port = self.port;
         match socket.state() {
             tcp::State::Closed | tcp::State::TimeWait => {
                 // Done (or waiting out TIME-WAIT after we closed): serve the next client.
@@ -144,10 +178,15 @@ impl Connection {
 
         // Read the next command once the previous response is queued.
         while self.pending.is_empty() && !self.close_after && socket.can_recv() {
-            let assembler = &mut self.assembler;
+            let (assembler, request, control) =
+                (&mut self.assembler, &mut self.request, self.control);
             let taken = socket
                 .recv(|data| {
-                    let n = assembler.push(data);
+                    let n = if control {
+                        swtpm::control::push(request, data)
+                    } else {
+                        assembler.push(data)
+                    };
                     (n, n)
                 })
                 .unwrap_or(0);
@@ -156,16 +195,23 @@ impl Connection {
             }
             self.last_progress = now;
             progress = true;
-            match self.assembler.status() {
-                Status::Incomplete => {}
-                Status::Complete => {
-                    let command = self.assembler.take();
-                    self.pending = execute(&command);
+            if self.control {
+                if swtpm::control::is_complete(&self.request) {
+                    self.pending = swtpm::control::reply(&self.request, locality);
+                    self.request.clear();
                 }
-                Status::BadSize(_) => {
-                    self.assembler.reset();
-                    self.pending = swtpm::size_error_response();
-                    self.close_after = true;
+            } else {
+                match self.assembler.status() {
+                    Status::Incomplete => {}
+                    Status::Complete => {
+                        let command = self.assembler.take();
+                        self.pending = execute(*locality, &command);
+                    }
+                    Status::BadSize(_) => {
+                        self.assembler.reset();
+                        self.pending = swtpm::size_error_response();
+                        self.close_after = true;
+                    }
                 }
             }
             if !self.pending.is_empty() && socket.can_send() {
@@ -178,12 +224,13 @@ impl Connection {
         if !socket.may_recv() && self.pending.is_empty() && socket.state() == tcp::State::CloseWait
         {
             self.assembler.reset();
+            self.request.clear();
             socket.close();
             progress = true;
         }
 
-        let stalled = self.assembler.is_partial() || !self.pending.is_empty();
-        if stalled && now >= self.last_progress + Duration::from_millis(STALL_TIMEOUT_MS) {
+        if self.is_stalled() && now >= self.last_progress + Duration::from_millis(STALL_TIMEOUT_MS)
+        {
             socket.abort();
             self.reset(now);
             progress = true;
@@ -224,7 +271,7 @@ mod tests {
                 a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
             });
             let mut sockets = SocketSet::new(vec![]);
-            let server = TpmServer::new(&mut sockets, PORT, now);
+            let server = TpmServer::new(&mut sockets, PORT, PORT + 1, now);
             Net {
                 device,
                 iface,
@@ -236,13 +283,17 @@ mod tests {
         }
 
         fn client(&mut self, local_port: u16) -> SocketHandle {
+            self.client_to(local_port, PORT)
+        }
+
+        fn client_to(&mut self, local_port: u16, port: u16) -> SocketHandle {
             let rx = tcp::SocketBuffer::new(vec![0u8; 8192]);
             let tx = tcp::SocketBuffer::new(vec![0u8; 8192]);
             let mut socket = tcp::Socket::new(rx, tx);
             socket
                 .connect(
                     self.iface.context(),
-                    (IpAddress::v4(127, 0, 0, 1), PORT),
+                    (IpAddress::v4(127, 0, 0, 1), port),
                     local_port,
                 )
                 .unwrap();
@@ -250,7 +301,7 @@ mod tests {
         }
 
         /// Runs the network for `steps` rounds of 10 ms; the engine answers every command with
-        /// a 10-byte success response carrying the command code in place of the rc.
+        /// a 10-byte response carrying the command code's low 24 bits and the locality as rc.
         fn run(&mut self, steps: usize) {
             for _ in 0..steps {
                 self.now += Duration::from_millis(10);
@@ -258,10 +309,10 @@ mod tests {
                     .poll(self.now, &mut self.device, &mut self.sockets);
                 let executed = &mut self.executed;
                 self.server
-                    .poll(&mut self.sockets, self.now, &mut |cmd: &[u8]| {
+                    .poll(&mut self.sockets, self.now, &mut |locality, cmd: &[u8]| {
                         *executed += 1;
-                        let mut r = vec![0x80, 0x01, 0, 0, 0, 10];
-                        r.extend_from_slice(&cmd[6..10]);
+                        let mut r = vec![0x80, 0x01, 0, 0, 0, 10, locality];
+                        r.extend_from_slice(&cmd[7..10]);
                         r
                     });
             }
@@ -350,5 +401,21 @@ mod tests {
             }
         }
         assert_eq!(net.executed, 1);
+    }
+
+    #[test]
+    fn control_channel_sets_the_locality() {
+        let mut net = Net::new();
+        let ctrl = net.client_to(53000, PORT + 1);
+        let data = net.client(53001);
+        net.run(5);
+        net.socket(ctrl).send_slice(&[0, 0, 0, 5]).unwrap();
+        net.run(2);
+        net.socket(ctrl).send_slice(&[3, 0, 0, 0, 1]).unwrap();
+        net.run(5);
+        assert_eq!(net.received(ctrl), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8]);
+        net.socket(data).send_slice(&GET_RANDOM_8).unwrap();
+        net.run(5);
+        assert_eq!(net.received(data), [0x80, 1, 0, 0, 0, 10, 3, 0, 1, 0x7b]);
     }
 }

@@ -123,9 +123,113 @@ pub fn size_error_response() -> Vec<u8> {
     error_response(TPM_RC_COMMAND_SIZE)
 }
 
+/// swtpm control channel (port P+1; `include/swtpm/tpm_ioctl.h`): a request is a big-endian
+/// u32 command code and its parameters, the reply starts with a u32 result (0 = success). The
+/// unikernel implements what the tpm2-tss `swtpm:` TCTI uses: `CMD_GET_CAPABILITY` and
+/// `CMD_SET_LOCALITY`; everything else gets `TPM_BAD_ORDINAL`. (The attested channel replaces
+/// this plaintext port later; locality then comes from the agent.)
+pub mod control {
+    use alloc::vec::Vec;
+
+    /// `CMD_GET_CAPABILITY`.
+    pub const CMD_GET_CAPABILITY: u32 = 0x01;
+    /// `CMD_SET_LOCALITY`.
+    pub const CMD_SET_LOCALITY: u32 = 0x05;
+    /// `PTM_CAP_SET_LOCALITY`: the only capability offered.
+    pub const PTM_CAP_SET_LOCALITY: u32 = 1 << 3;
+    /// TPM 1.2-style results used by swtpm's control channel.
+    pub const TPM_SUCCESS: u32 = 0;
+    /// Unknown or unsupported command.
+    pub const TPM_BAD_ORDINAL: u32 = 0x0a;
+    /// Locality above 4.
+    pub const TPM_BAD_LOCALITY: u32 = 0x3d;
+
+    /// Total request length for `code` (code included).
+    pub fn request_len(code: u32) -> usize {
+        if code == CMD_SET_LOCALITY { 5 } else { 4 }
+    }
+
+    fn code(buf: &[u8]) -> Option<u32> {
+        let c = buf.get(0..4)?;
+        Some(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+    }
+
+    /// Bytes still missing from the request in `buf`.
+    pub fn wanted(buf: &[u8]) -> usize {
+        match code(buf) {
+            None => 4 - buf.len(),
+            Some(c) => request_len(c).saturating_sub(buf.len()),
+        }
+    }
+
+    /// Appends what the current request still needs from `data`; returns the bytes used.
+    pub fn push(buf: &mut Vec<u8>, data: &[u8]) -> usize {
+        let mut used = 0;
+        loop {
+            let n = wanted(buf).min(data.len() - used);
+            if n == 0 {
+                return used;
+            }
+            buf.extend_from_slice(&data[used..used + n]);
+            used += n;
+        }
+    }
+
+    /// Whether `buf` holds a whole request.
+    pub fn is_complete(buf: &[u8]) -> bool {
+        buf.len() >= 4 && wanted(buf) == 0
+    }
+
+    /// Handles one complete request (`request_len` bytes); updates `locality`.
+    pub fn reply(request: &[u8], locality: &mut u8) -> Vec<u8> {
+        let Some(code) = code(request) else {
+            return TPM_BAD_ORDINAL.to_be_bytes().to_vec();
+        };
+        let words: &[u32] = match (code, request.get(4)) {
+            (CMD_GET_CAPABILITY, _) => &[TPM_SUCCESS, PTM_CAP_SET_LOCALITY],
+            (CMD_SET_LOCALITY, Some(&l)) if l <= 4 => {
+                *locality = l;
+                &[TPM_SUCCESS]
+            }
+            (CMD_SET_LOCALITY, _) => &[TPM_BAD_LOCALITY],
+            _ => &[TPM_BAD_ORDINAL],
+        };
+        words.iter().flat_map(|w| w.to_be_bytes()).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_requests() {
+        let mut locality = 0;
+        assert_eq!(control::request_len(5), 5);
+        assert_eq!(
+            control::reply(&[0, 0, 0, 5, 3], &mut locality),
+            [0, 0, 0, 0]
+        );
+        assert_eq!(locality, 3);
+        assert_eq!(
+            control::reply(&[0, 0, 0, 5, 9], &mut locality),
+            [0, 0, 0, 0x3d]
+        );
+        assert_eq!(locality, 3);
+        assert_eq!(
+            control::reply(&[0, 0, 0, 1], &mut locality),
+            [0, 0, 0, 0, 0, 0, 0, 8]
+        );
+        assert_eq!(
+            control::reply(&[0, 0, 0, 0x0c], &mut locality),
+            [0, 0, 0, 0x0a]
+        );
+        let mut buf = Vec::new();
+        assert_eq!(control::push(&mut buf, &[0, 0, 0]), 3);
+        assert!(!control::is_complete(&buf));
+        assert_eq!(control::push(&mut buf, &[5, 1, 0, 0, 0, 1]), 2);
+        assert!(control::is_complete(&buf));
+    }
 
     const GET_RANDOM_8: [u8; 12] = [0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0, 8];
 

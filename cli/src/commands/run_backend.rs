@@ -1,5 +1,6 @@
 //! `ukvtpm run-backend [--port P] [--memory MiB] [--accel kvm|tcg] [--image PATH]`: one
-//! unikernel backend in QEMU, its TPM data channel forwarded to 127.0.0.1:P. Builds nothing:
+//! unikernel backend in QEMU, its TPM data channel forwarded to 127.0.0.1:P and the swtpm
+//! control channel to P+1 (so `-T swtpm:port=P` works). Builds nothing:
 //! the image comes from `cargo xtask image` (or --image / $UKVTPM_IMAGE).
 
 use std::path::PathBuf;
@@ -11,7 +12,8 @@ use ukvtpm_qemu::backend::{self, Options};
 /// Arguments of `ukvtpm run-backend`.
 #[derive(Debug, Parser)]
 pub struct Args {
-    /// Host port (127.0.0.1) forwarded to the backend's TPM port 2321.
+    /// Host port (127.0.0.1) forwarded to the backend's TPM port 2321; P+1 goes to its swtpm
+    /// control port 2322, as with `swtpm socket`.
     #[arg(long, default_value_t = backend::GUEST_TPM_PORT)]
     pub port: u16,
     /// Guest RAM in MiB.
