@@ -220,12 +220,15 @@ fn tee(
 
 /// `test result: ok. 37 passed; 0 failed; 2 ignored; ...` (cargo test) or
 /// `Summary [  12.3s] 150 tests run: 148 passed, 2 failed, 0 skipped` (nextest).
+///
+/// A libtest line counts only at the start of the line: nextest replays a failing test's
+/// captured output indented, and its `test result:` lines must not be counted twice.
 fn parse_counts(line: &str, counts: &mut Counts) {
-    let line = line.trim();
+    let trimmed = line.trim();
     let body = if let Some(rest) = line.strip_prefix("test result:") {
         rest
-    } else if line.starts_with("Summary [") && line.contains("tests run:") {
-        line.split("tests run:").nth(1).unwrap_or("")
+    } else if trimmed.starts_with("Summary [") && trimmed.contains("tests run:") {
+        trimmed.split("tests run:").nth(1).unwrap_or("")
     } else {
         return;
     };
@@ -285,6 +288,11 @@ mod tests {
             &mut c,
         );
         parse_counts("test foo ... ok", &mut c);
+        // nextest replaying a failed test's output: not counted again.
+        parse_counts(
+            "    test result: FAILED. 0 passed; 1 failed; 0 ignored",
+            &mut c,
+        );
         assert_eq!((c.passed, c.failed, c.ignored), (152, 72, 4));
     }
 }
