@@ -389,8 +389,22 @@ fn signal(child: &Child, sig: libc::c_int) {
 
 /// The command line that starts `kind` (binary `bin`) on 127.0.0.1:`port` (control channel on
 /// `port` + 1) with its state in `state`.
+///
+/// The server gets SIGKILL when the thread that spawned it dies, so a test process killed by a
+/// timeout does not leave servers behind.
 pub fn command(kind: Kind, bin: &Path, port: u16, state: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(bin);
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe, allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     match kind {
         Kind::Swtpm => {
             cmd.args(["socket", "--tpm2", "--server"])
