@@ -100,6 +100,8 @@ pub fn main(tsc_at_reset: u64) -> ! {
     let mut sockets = SocketSet::new(vec![]);
     let dhcp = sockets.add(dhcpv4::Socket::new());
     let mut server = TpmServer::new(&mut sockets, TPM_PORT, TPM_CONTROL_PORT, now());
+    // Send the DHCP DISCOVER now so the offer arrives while the engine initialises.
+    iface.poll(now(), &mut device, &mut sockets);
 
     let platform = KernelPlatform {
         entropy: move |dest: &mut [u8]| rng.fill(dest),
