@@ -28,6 +28,8 @@ for_each_target!(
     nv_da_lockout_and_reset,
     nv_policy_write,
     nv_certify,
+    nv_undefine_space_special,
+    nv_change_auth_with_policy,
 );
 
 fn start(target: Target) -> Result<(Server, Tpm2)> {
@@ -638,4 +640,80 @@ fn ukvtpm_nv_increment_survives_sigkill() -> Result<()> {
         ensure!(crashes > 5, "only {crashes} crashes");
         Ok(())
     })
+}
+
+/// A trial-session PolicyCommandCode(code) written to `out`.
+fn command_code_policy(tpm: &Tpm2, code: &str, out: &str) -> Result<()> {
+    tpm.run("startauthsession", &["-S", "trial.ctx"])?;
+    tpm.run("policycommandcode", &["-S", "trial.ctx", "-L", out, code])?;
+    tpm.run("flushcontext", &["trial.ctx"])?;
+    Ok(())
+}
+
+fn nv_undefine_space_special(target: Target) -> Result<()> {
+    let (_server, tpm) = start(target)?;
+    command_code_policy(&tpm, "TPM2_CC_NV_UndefineSpaceSpecial", "del.policy")?;
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x1500700",
+            "-C",
+            "p",
+            "-s",
+            "8",
+            "-a",
+            // ppwrite | policy_delete | ppread | platformcreate
+            "0x40010401",
+            "-L",
+            "del.policy",
+        ],
+    )?;
+    // An index with POLICY_DELETE cannot be removed the ordinary way.
+    tpm.fails("nvundefine", &["0x1500700", "-C", "p"])?;
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.run(
+        "policycommandcode",
+        &["-S", "s.ctx", "TPM2_CC_NV_UndefineSpaceSpecial"],
+    )?;
+    tpm.run(
+        "nvundefine",
+        &["0x1500700", "-C", "p", "-S", "s.ctx", "--with-policydelete"],
+    )?;
+    tpm.fails("nvreadpublic", &["0x1500700"])?;
+    Ok(())
+}
+
+fn nv_change_auth_with_policy(target: Target) -> Result<()> {
+    let (server, tpm) = start(target)?;
+    command_code_policy(&tpm, "TPM2_CC_NV_ChangeAuth", "ca.policy")?;
+    tpm.run(
+        "nvdefine",
+        &[
+            "0x1500701",
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "authread|authwrite",
+            "-p",
+            "old",
+            "-L",
+            "ca.policy",
+        ],
+    )?;
+    tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
+    tpm.run(
+        "policycommandcode",
+        &["-S", "s.ctx", "TPM2_CC_NV_ChangeAuth"],
+    )?;
+    tpm.run(
+        "changeauth",
+        &["-c", "0x1500701", "-p", "session:s.ctx", "new"],
+    )?;
+    tpm.run("flushcontext", &["s.ctx"])?;
+    let data = write_file(&server, "data", b"new auth")?;
+    tpm.fails("nvwrite", &["0x1500701", "-P", "old", "-i", &data])?;
+    tpm.run("nvwrite", &["0x1500701", "-P", "new", "-i", &data])?;
+    Ok(())
 }
