@@ -9,6 +9,7 @@
 use anyhow::{Context, Result, bail};
 
 mod keys;
+mod nv;
 mod ops;
 mod report;
 

@@ -112,6 +112,12 @@ fn raw_ops() -> Vec<RawOp> {
             .into_iter()
             .map(|(name, commands)| RawOp { name, commands }),
     );
+    // NV and policy-session rows (issue 5): objects made by `nv::setup`.
+    ops.extend(
+        super::nv::raw_ops()
+            .into_iter()
+            .map(|(name, commands)| RawOp { name, commands }),
+    );
     ops
 }
 
@@ -191,6 +197,9 @@ pub fn run(opts: &Options) -> Result<()> {
     for (s, server) in subjects.iter().zip(&servers) {
         super::keys::setup(server.port())
             .with_context(|| format!("creating the benchmark keys on {}", s.name))?;
+        super::nv::setup(server.port()).with_context(|| {
+            format!("creating the benchmark NV index and session on {}", s.name)
+        })?;
     }
 
     let ops = raw_ops();
@@ -250,7 +259,11 @@ pub fn run(opts: &Options) -> Result<()> {
 
     progress("whole tpm2-tools commands (swtpm: TCTI)");
     let mut tools = Vec::new();
-    for (label, tool, args) in TOOL_OPS.iter().chain(super::keys::TOOL_OPS) {
+    for (label, tool, args) in TOOL_OPS
+        .iter()
+        .chain(super::keys::TOOL_OPS)
+        .chain(super::nv::TOOL_OPS)
+    {
         let mut per_subject = Vec::new();
         let all = tool_times(&servers, tool, args, opts.runs);
         for (s, times) in subjects.iter().zip(all) {
@@ -322,7 +335,12 @@ pub fn run(opts: &Options) -> Result<()> {
         "ms",
         startup.iter().map(|t| Some(median(t))).collect(),
     );
-    for ((label, _, _), values) in TOOL_OPS.iter().chain(super::keys::TOOL_OPS).zip(&tools) {
+    for ((label, _, _), values) in TOOL_OPS
+        .iter()
+        .chain(super::keys::TOOL_OPS)
+        .chain(super::nv::TOOL_OPS)
+        .zip(&tools)
+    {
         report.add(
             &format!("tpm2-tools command, median of {}", opts.runs),
             label,
