@@ -94,13 +94,8 @@ pub fn sign_digest(
             };
             w.tpm2b(&sig);
         }
-        (
-            Key::Ecc {
-                curve, d: Some(d), ..
-            },
-            alg::ECDSA,
-        ) => {
-            let (r, s) = ecc::sign(*curve, d, digest)?;
+        (Key::Ecc { d: Some(d), .. }, alg::ECDSA) => {
+            let (r, s) = d.sign(digest)?;
             w.tpm2b(&r).tpm2b(&s);
         }
         (Key::Symmetric, alg::HMAC) => {

@@ -5,6 +5,8 @@
 
 use alloc::vec::Vec;
 
+use zeroize::Zeroizing;
+
 use crate::rc::{TpmRc, TpmResult};
 
 /// TPM_ECC_CURVE values (Part 2, 6.4).
@@ -126,8 +128,16 @@ macro_rules! curve_impl {
                 Some(point(&r))
             }
 
-            pub fn sign(d: &[u8], digest: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-                let key = SigningKey::from_bytes(&fb(d)?).ok()?;
+            /// The ECDSA key for scalar `d`; building it computes d·G once.
+            pub fn signing_key(d: &[u8]) -> Option<SigningKey> {
+                SigningKey::from_bytes(&fb(d)?).ok()
+            }
+
+            pub fn signing_key_public(key: &SigningKey) -> Point {
+                point(key.verifying_key().as_affine())
+            }
+
+            pub fn sign(key: &SigningKey, digest: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
                 let sig: Signature = key.sign_prehash(digest).ok()?;
                 let (r, s) = sig.split_bytes();
                 Some((r.to_vec(), s.to_vec()))
@@ -194,9 +204,74 @@ pub fn generate(curve: Curve, mut fill: impl FnMut(&mut [u8])) -> TpmResult<Vec<
     Err(TpmRc::NO_RESULT)
 }
 
-/// ECDSA over `digest` (truncated to the order size as FIPS 186 prescribes): (r, s).
-pub fn sign(curve: Curve, d: &[u8], digest: &[u8]) -> TpmResult<(Vec<u8>, Vec<u8>)> {
-    dispatch!(curve, sign(d, digest)).ok_or(TpmRc::SCHEME)
+/// A private key ready for use, built once when its object is loaded: the scalar's octets
+/// (field-size, big-endian: for ECDH and the sensitive area) and the ECDSA signing key, so a
+/// signature costs one fixed-base scalar multiplication and not a second one to rebuild the
+/// public key from the scalar. Both are zeroized on drop (`SigningKey` zeroizes its scalar).
+#[derive(Clone)]
+pub struct PrivateKey {
+    d: Zeroizing<Vec<u8>>,
+    signer: Signer,
+}
+
+#[derive(Clone)]
+enum Signer {
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+}
+
+impl PrivateKey {
+    /// The key for scalar `d` (left-padded or stripped to the field size): TPM_RC_KEY_SIZE
+    /// when it is longer than the field, TPM_RC_KEY when it is not in [1, n).
+    pub fn new(curve: Curve, d: &[u8]) -> TpmResult<Self> {
+        let d = Zeroizing::new(fit(d, curve.size()).ok_or(TpmRc::KEY_SIZE)?);
+        let signer = match curve {
+            Curve::P256 => p256_impl::signing_key(&d).map(Signer::P256),
+            Curve::P384 => p384_impl::signing_key(&d).map(Signer::P384),
+        }
+        .ok_or(TpmRc::KEY)?;
+        Ok(Self { d, signer })
+    }
+
+    pub fn curve(&self) -> Curve {
+        match self.signer {
+            Signer::P256(_) => Curve::P256,
+            Signer::P384(_) => Curve::P384,
+        }
+    }
+
+    /// The public point d·G (computed when the key was built).
+    pub fn public(&self) -> Point {
+        match &self.signer {
+            Signer::P256(k) => p256_impl::signing_key_public(k),
+            Signer::P384(k) => p384_impl::signing_key_public(k),
+        }
+    }
+
+    /// ECDSA over `digest` (truncated to the order size as FIPS 186 prescribes; nonce per
+    /// RFC 6979): (r, s).
+    pub fn sign(&self, digest: &[u8]) -> TpmResult<(Vec<u8>, Vec<u8>)> {
+        match &self.signer {
+            Signer::P256(k) => p256_impl::sign(k, digest),
+            Signer::P384(k) => p384_impl::sign(k, digest),
+        }
+        .ok_or(TpmRc::SCHEME)
+    }
+}
+
+/// The scalar's octets, so ECDH and sensitive-area code take the key where they took `d`.
+impl core::ops::Deref for PrivateKey {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.d
+    }
+}
+
+impl core::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "PrivateKey {{ curve: {:?}, .. }}", self.curve())
+    }
 }
 
 /// Verifies an ECDSA signature.
@@ -269,8 +344,13 @@ mod tests {
             let qb = public(curve, &b).unwrap();
             assert_eq!(mul(curve, &a, &qb).unwrap(), mul(curve, &b, &qa).unwrap());
             let digest = crate::crypto::hash::HashAlg::Sha256.digest(&[b"m"]);
-            let (r, s) = sign(curve, &a, &digest).unwrap();
+            let key = PrivateKey::new(curve, &a).unwrap();
+            assert_eq!(key.public(), qa);
+            assert_eq!(&*key, &a[..]);
+            let (r, s) = key.sign(&digest).unwrap();
             assert!(verify(curve, &qa, &digest, &r, &s));
+            // RFC 6979: the same key and digest give the same signature.
+            assert_eq!(key.clone().sign(&digest).unwrap(), (r.clone(), s.clone()));
             assert!(!verify(curve, &qb, &digest, &r, &s));
             let gx = unhex(params(curve).gx);
             assert_eq!(public(curve, &[1]).unwrap().x, gx);

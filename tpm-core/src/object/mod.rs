@@ -83,7 +83,8 @@ pub enum Key {
     RsaPublic(rsa::PublicKey),
     Ecc {
         curve: Curve,
-        d: Option<Zeroizing<Vec<u8>>>,
+        /// Built once when the object is loaded (signing reuses it).
+        d: Option<ecc::PrivateKey>,
         q: ecc::Point,
     },
     /// KEYEDHASH and SYMCIPHER: the secret is in the sensitive area (absent when public only).
@@ -198,11 +199,11 @@ fn build_key(public: &Public, sensitive: Option<&Sensitive>) -> TpmResult<Key> {
             }
             let d = match sensitive {
                 Some(s) => {
-                    let d = ecc::fit(&s.secret, size).ok_or(TpmRc::KEY_SIZE)?;
-                    if ecc::public(*curve, &d)? != q {
+                    let d = ecc::PrivateKey::new(*curve, &s.secret)?;
+                    if d.public() != q {
                         return Err(TpmRc::BINDING);
                     }
-                    Some(Zeroizing::new(d))
+                    Some(d)
                 }
                 None => None,
             };
