@@ -387,7 +387,7 @@ fn nv_extend(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let ix = index(ctx, h)?;
     write_access(auth_handle, h, ix.attributes)?;
     if ix.nv_type() != NvType::Extend {
-        return Err(TpmRc::ATTRIBUTES);
+        return Err(TpmRc::ATTRIBUTES.handle(2));
     }
     let old = if ix.has(attr::WRITTEN) {
         ix.data.clone()
@@ -411,7 +411,7 @@ fn nv_set_bits(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let ix = index(ctx, h)?;
     write_access(auth_handle, h, ix.attributes)?;
     if ix.nv_type() != NvType::Bits {
-        return Err(TpmRc::ATTRIBUTES);
+        return Err(TpmRc::ATTRIBUTES.handle(2));
     }
     let old = if ix.has(attr::WRITTEN) {
         ix.u64_value()
