@@ -626,21 +626,33 @@ fn check_policy(
     handles: &[Handle],
     params: &[u8],
 ) -> TpmResult<()> {
-    let Some((alg, policy)) = entity_policy(ctx, h) else {
-        return Err(TpmRc::AUTH_UNAVAILABLE);
-    };
-    // NV indices offer their policy for reads/writes only with POLICYREAD/POLICYWRITE
-    // (reference IsAuthPolicyAvailable); ADMIN-role commands always may use it.
-    if let Some(ix) = ctx.ps().nv.get(h) {
-        let ok = match role {
-            AuthRole::Admin | AuthRole::Dup => true,
-            AuthRole::User if is_nv_write(cs.cc) => ix.has(nv::attr::POLICYWRITE),
-            AuthRole::User => ix.has(nv::attr::POLICYREAD),
-        };
-        if !ok {
-            return Err(TpmRc::AUTH_UNAVAILABLE);
+    // Reference IsAuthPolicyAvailable: objects always offer their policy (an empty one then
+    // fails the comparison below); NV indices only a non-empty one, for reads/writes only
+    // with POLICYREAD/POLICYWRITE (ADMIN/DUP roles always); hierarchies a non-empty one.
+    let (alg, policy) = match h.kind() {
+        HandleType::Transient | HandleType::Persistent if crate::entity::is_object(ctx, h) => {
+            let (alg, digest) =
+                crate::entity::auth_policy(ctx, h).ok_or(TpmRc::AUTH_UNAVAILABLE)?;
+            (HashAlg::from_alg_id(alg), digest)
         }
-    }
+        HandleType::NvIndex => {
+            let ix = ctx.ps().nv.get(h).ok_or(TpmRc::AUTH_UNAVAILABLE)?;
+            let ok = !ix.auth_policy.is_empty()
+                && match role {
+                    AuthRole::Admin | AuthRole::Dup => true,
+                    AuthRole::User if is_nv_write(cs.cc) => ix.has(nv::attr::POLICYWRITE),
+                    AuthRole::User => ix.has(nv::attr::POLICYREAD),
+                };
+            if !ok {
+                return Err(TpmRc::AUTH_UNAVAILABLE);
+            }
+            (Some(ix.name_alg), ix.auth_policy.clone())
+        }
+        _ => {
+            let (alg, digest) = entity_policy(ctx, h).ok_or(TpmRc::AUTH_UNAVAILABLE)?;
+            (Some(alg), digest)
+        }
+    };
     if cs.cc == cc::POLICY_SECRET && !sess.policy.password_needed && !sess.policy.auth_value_needed
     {
         return Err(TpmRc::MODE);
@@ -653,7 +665,7 @@ fn check_policy(
     use subtle::ConstantTimeEq;
     if policy.len() != sess.policy_digest.len()
         || !bool::from(policy.ct_eq(&sess.policy_digest))
-        || alg != sess.alg
+        || alg != Some(sess.alg)
     {
         return Err(TpmRc::POLICY_FAIL);
     }
