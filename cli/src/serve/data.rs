@@ -44,6 +44,9 @@ pub enum Request<'a> {
     AlternativeResult,
     /// `TPM_SESSION_END` (mssim only): the client is done with this connection.
     SessionEnd,
+    /// A `TPM_SEND_COMMAND` frame with no command in it: swtpm drops such a connection
+    /// without answering, and so do we (a client that sends one has lost the framing).
+    EmptySend,
     /// `TPM_STOP` (mssim only): the simulator shuts down.
     Stop,
     /// An interface command this server does not implement (mssim only).
@@ -137,6 +140,12 @@ fn parse_send(buf: &[u8]) -> Option<Parsed<'_>> {
                 framed: true,
                 discard: remaining(total, consumed),
             },
+        });
+    }
+    if len == 0 {
+        return Some(Parsed {
+            consumed: SEND_PREFIX,
+            request: Request::EmptySend,
         });
     }
     let end = SEND_PREFIX + len;
@@ -262,6 +271,18 @@ mod tests {
                     framed: true,
                     discard: 5009 - 4000
                 }
+            })
+        );
+    }
+
+    #[test]
+    fn empty_framed_command_closes() {
+        let f = [0, 0, 0, 8, 3, 0, 0, 0, 0];
+        assert_eq!(
+            parse(&f, true, false),
+            Some(Parsed {
+                consumed: 9,
+                request: Request::EmptySend
             })
         );
     }

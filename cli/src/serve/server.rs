@@ -712,7 +712,7 @@ fn serve_data<T: Tpm>(
             Then::Continue,
         ),
         Request::AlternativeResult => (mssim::ack_with(&[]), Then::Continue),
-        Request::SessionEnd => (Vec::new(), Then::Close),
+        Request::SessionEnd | Request::EmptySend => (Vec::new(), Then::Close),
         Request::Stop => {
             tracing::info!("simulator TPM_STOP: stopping the server");
             (Vec::new(), Then::Terminate)
