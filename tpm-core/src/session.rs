@@ -690,6 +690,11 @@ fn check_policy(
             return Err(TpmRc::LOCALITY);
         }
     }
+    // No physical-presence signal exists on this platform (as on swtpm): a policy that
+    // requires it cannot be satisfied.
+    if sess.policy.pp_required {
+        return Err(TpmRc::PP);
+    }
     if let Some((kind, digest)) = &sess.policy.cp_hash {
         let ok = match kind {
             CpHashKind::CpHash => cp_hash(ctx, cs, sess.alg, handles, params) == *digest,
