@@ -5,7 +5,10 @@
 //! the `swtpm:` and the `mssim:` TCTI of tpm2-tss.
 //!
 //! * [`server`]: spawn swtpm or `ukvtpm serve` on a free port pair with a fresh state directory,
-//!   wait until it accepts, kill it on drop (its log is printed when the test failed).
+//!   or boot the unikernel in QEMU with both ports forwarded, wait until it accepts, kill it on
+//!   drop (its log is printed when the test failed).
+//! * [`unikernel`]: the release image (built once per process), the accelerator choice and the
+//!   boot of one fresh guest.
 //! * [`tpm2`]: run one tpm2-tools binary with the right `TPM2TOOLS_TCTI`; failures quote the
 //!   command line, its output and the tail of the server log.
 //! * [`raw`]: a client that sends TPM command bytes in the swtpm plain framing or the TCG
@@ -16,6 +19,7 @@ pub mod raw;
 pub mod require;
 pub mod server;
 pub mod tpm2;
+pub mod unikernel;
 pub mod util;
 
 pub use server::{Kind, Protocol, Server, Target};

@@ -1,9 +1,11 @@
-//! A TPM server under test: swtpm (the reference) or `ukvtpm serve`, on its own free port pair
-//! with its own state directory. Dropping a [`Server`] kills it; the log (stdout and stderr) is
-//! kept so a failing test can show it (see [`with_logs`]).
+//! A TPM server under test: swtpm (the reference), `ukvtpm serve`, or the unikernel in QEMU, on
+//! its own free port pair with its own state directory. Dropping a [`Server`] kills it; the log
+//! (stdout and stderr, or the guest's serial output) is kept so a failing test can show it (see
+//! [`with_logs`]).
 
 use std::cell::RefCell;
 use std::fs::OpenOptions;
+use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -15,6 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crate::raw::Framing;
 use crate::require;
 use crate::tpm2::Tpm2;
+use crate::unikernel;
 
 /// Wire protocol `ukvtpm serve` is asked to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +45,8 @@ pub enum Kind {
     Swtpm,
     /// `ukvtpm serve --protocol ...`.
     Ukvtpm(Protocol),
+    /// The unikernel image in QEMU (swtpm framing; TPM state in guest RAM only).
+    Unikernel,
 }
 
 impl Kind {
@@ -51,13 +56,14 @@ impl Kind {
             Kind::Swtpm => "swtpm",
             Kind::Ukvtpm(Protocol::Swtpm) => "ukvtpm",
             Kind::Ukvtpm(Protocol::Mssim) => "ukvtpm(mssim)",
+            Kind::Unikernel => "unikernel",
         }
     }
 
     /// The framing its data port speaks.
     pub fn framing(self) -> Framing {
         match self {
-            Kind::Swtpm | Kind::Ukvtpm(Protocol::Swtpm) => Framing::Plain,
+            Kind::Swtpm | Kind::Ukvtpm(Protocol::Swtpm) | Kind::Unikernel => Framing::Plain,
             Kind::Ukvtpm(Protocol::Mssim) => Framing::Mssim,
         }
     }
@@ -72,6 +78,8 @@ pub enum Target {
     Ukvtpm,
     /// `ukvtpm serve --protocol mssim` through the `mssim:` TCTI.
     UkvtpmMssim,
+    /// The unikernel in QEMU (a fresh guest per server) through the `swtpm:` TCTI.
+    Unikernel,
 }
 
 impl Target {
@@ -81,13 +89,14 @@ impl Target {
             Target::Swtpm => Kind::Swtpm,
             Target::Ukvtpm => Kind::Ukvtpm(Protocol::Swtpm),
             Target::UkvtpmMssim => Kind::Ukvtpm(Protocol::Mssim),
+            Target::Unikernel => Kind::Unikernel,
         }
     }
 
     /// The tpm2-tss TCTI module name.
     pub fn tcti(self) -> &'static str {
         match self {
-            Target::Swtpm | Target::Ukvtpm => "swtpm",
+            Target::Swtpm | Target::Ukvtpm | Target::Unikernel => "swtpm",
             Target::UkvtpmMssim => "mssim",
         }
     }
@@ -171,6 +180,8 @@ pub struct Server {
     work: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// The QEMU process of a [`Kind::Unikernel`] server (`child` stays `None`).
+    backend: Option<ukvtpm_qemu::backend::Backend>,
     spawned_at: Instant,
 }
 
@@ -182,6 +193,8 @@ impl Server {
         let bin = match kind {
             Kind::Swtpm => require::tool("swtpm")?,
             Kind::Ukvtpm(_) => ukvtpm_bin()?,
+            // For the unikernel `bin` is the firmware image QEMU boots.
+            Kind::Unikernel => unikernel::image()?,
         };
         Self::start_with(kind, tcti, bin)
     }
@@ -203,6 +216,7 @@ impl Server {
             work,
             port: 0,
             child: None,
+            backend: None,
             spawned_at: Instant::now(),
         };
         server.spawn()?;
@@ -221,7 +235,10 @@ impl Server {
 
     /// Process id of the running server.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        match &self.backend {
+            Some(backend) => backend.pid(),
+            None => self.child.as_ref().map(Child::id),
+        }
     }
 
     /// When the current process was spawned (for start-to-first-response measurements).
@@ -251,6 +268,17 @@ impl Server {
 
     /// Everything the server printed so far.
     pub fn log(&self) -> String {
+        if let Some(backend) = &self.backend {
+            // Serial lines since the last look go to the log file first.
+            let lines = backend.lines().drain();
+            if !lines.is_empty()
+                && let Ok(mut f) = OpenOptions::new().append(true).open(self.log_path())
+            {
+                for line in lines {
+                    let _ = writeln!(f, "{}", line.trim_end());
+                }
+            }
+        }
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
@@ -259,6 +287,9 @@ impl Server {
     }
 
     fn spawn(&mut self) -> Result<()> {
+        if self.kind == Kind::Unikernel {
+            return self.spawn_unikernel();
+        }
         let mut last_error = None;
         for _attempt in 0..8 {
             let port = free_port_pair()?;
@@ -300,8 +331,52 @@ impl Server {
             .context("could not find a free port pair after 8 attempts")
     }
 
+    /// Boots a fresh guest; retried on new ports when QEMU could not set up its forwards (the
+    /// port was taken between our check and QEMU's bind).
+    fn spawn_unikernel(&mut self) -> Result<()> {
+        let mut last_error = None;
+        for _attempt in 0..8 {
+            let port = free_port_pair()?;
+            self.spawned_at = Instant::now();
+            match unikernel::boot(port) {
+                Ok(backend) => {
+                    let mut log = OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(self.log_path())
+                        .context("opening the server log")?;
+                    writeln!(
+                        log,
+                        "unikernel: {} on 127.0.0.1:{port}, ready {} ms after exec",
+                        backend.accel,
+                        backend.spawn_to_ready.as_millis()
+                    )?;
+                    for line in &backend.boot_log {
+                        writeln!(log, "{line}")?;
+                    }
+                    self.port = port;
+                    self.backend = Some(backend);
+                    return Ok(());
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    if !msg.contains("forward") {
+                        return Err(e.context("the unikernel did not start"));
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow!("no free port pair")))
+            .context("could not boot the unikernel on a free port pair after 8 attempts")
+    }
+
     /// Stops the server gracefully (SIGTERM, then SIGKILL after 5 s) and keeps its state.
     pub fn stop(&mut self) -> Result<Option<ExitStatus>> {
+        if let Some(backend) = self.backend.take() {
+            self.log();
+            return Ok(Some(backend.stop(Duration::from_secs(5))?));
+        }
         let Some(mut child) = self.child.take() else {
             return Ok(None);
         };
@@ -321,6 +396,11 @@ impl Server {
 
     /// Kills the server with SIGKILL (a crash): only what it already committed survives.
     pub fn kill(&mut self) -> Result<()> {
+        if self.backend.is_some() {
+            self.log();
+            // Dropping the backend kills QEMU and reaps it.
+            self.backend = None;
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             child.wait()?;
@@ -336,7 +416,7 @@ impl Server {
 
     /// Starts the server again after [`Server::stop`] or [`Server::kill`].
     pub fn start_again(&mut self) -> Result<()> {
-        if self.child.is_some() {
+        if self.child.is_some() || self.backend.is_some() {
             bail!("server is still running");
         }
         self.spawn()
@@ -345,6 +425,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.backend.is_some() {
+            // A clean QEMU shutdown (SIGTERM), as `ukvtpm run-backend` users get.
+            let _ = self.stop();
+        }
         let _ = self.kill();
         let log = self.log();
         if std::thread::panicking() {
@@ -392,6 +476,9 @@ fn signal(child: &Child, sig: libc::c_int) {
 ///
 /// The server gets SIGKILL when the thread that spawned it dies, so a test process killed by a
 /// timeout does not leave servers behind.
+///
+/// # Panics
+/// For [`Kind::Unikernel`], which QEMU runs (see [`crate::unikernel::boot`]).
 pub fn command(kind: Kind, bin: &Path, port: u16, state: &Path) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(bin);
@@ -414,6 +501,9 @@ pub fn command(kind: Kind, bin: &Path, port: u16, state: &Path) -> Command {
                 .arg("--tpmstate")
                 .arg(format!("dir={}", state.display()))
                 .args(["--flags", "not-need-init,startup-clear"]);
+        }
+        Kind::Unikernel => {
+            panic!("the unikernel is booted through ukvtpm-qemu, not a server command line")
         }
         Kind::Ukvtpm(protocol) => {
             cmd.arg("serve")

@@ -112,6 +112,9 @@ pub fn parse_pcrread(stdout: &str) -> Result<PcrValues> {
 /// Instantiates test bodies `fn name(target: Target) -> anyhow::Result<()>` for every target:
 /// modules `swtpm`, `ukvtpm` and `ukvtpm_mssim` each get one `#[test] fn name`.
 /// Filter with `cargo test swtpm::` / `ukvtpm::` / `ukvtpm_mssim::`.
+///
+/// With `a, b; not_unikernel: c, d` the tests `a` and `b` also run against the unikernel in QEMU
+/// (module `unikernel`, filter `unikernel::`), `c` and `d` only against the host servers.
 #[macro_export]
 macro_rules! for_each_target {
     ($($name:ident),* $(,)?) => {
@@ -123,6 +126,15 @@ macro_rules! for_each_target {
         }
         mod ukvtpm_mssim {
             $crate::instantiate!($crate::Target::UkvtpmMssim; $($name),*);
+        }
+    };
+    // `names; not_unikernel: names`: the first list also runs against the unikernel in QEMU
+    // (module `unikernel`); the second list only against the three host servers (say why at
+    // the call site, e.g. a server restart that needs persisted state).
+    ($($name:ident),* ; not_unikernel: $($host_only:ident),* $(,)?) => {
+        $crate::for_each_target!($($name,)* $($host_only),*);
+        mod unikernel {
+            $crate::instantiate!($crate::Target::Unikernel; $($name),*);
         }
     };
 }
