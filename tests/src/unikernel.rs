@@ -73,11 +73,16 @@ pub fn accel() -> Result<Accel> {
 /// port, waits for the ready line, and sends Startup(CLEAR) (as `ukvtpm serve` and swtpm with
 /// `startup-clear` do by themselves).
 pub fn boot(port: u16) -> Result<Backend> {
+    boot_with(port, 16)
+}
+
+/// [`boot`] with `memory_mib` of guest RAM (the boot benchmark bisects it).
+pub fn boot_with(port: u16, memory_mib: u32) -> Result<Backend> {
     let image = image()?;
     let accel = accel()?;
     let opts = Options {
         port,
-        memory_mib: 16,
+        memory_mib,
         accel: Some(accel),
         image: Some(image.clone()),
         ready_timeout: READY_TIMEOUT,

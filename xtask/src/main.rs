@@ -29,6 +29,9 @@ tasks:
                    start-up time and whole tpm2-tools commands; writes target/bench/ops.{json,md}
                    options: --calls N (raw calls per measurement, default 2000)
                             --runs N  (tpm2-tools runs per command, default 20)
+  bench boot       the unikernel in QEMU: exec -> first response p50/p99, reset -> ready, smallest
+                   -m, QEMU RSS, image size, 16 idle backends < 5 % of a core; writes
+                   target/bench/boot.{json,md}; options: --boots N (default and minimum 20)
 ";
 
 fn main() {

@@ -1,6 +1,7 @@
 //! `cargo xtask bench <suite>`: benchmarks that compare ukvtpm with swtpm side by side.
 //!
 //! * `ops` ([`ops`]): per-command costs of `ukvtpm serve` vs swtpm.
+//! * `boot` ([`boot`]): the unikernel's boot time, guest RAM, QEMU RSS, image size, idle CPU.
 //!
 //! Results go through [`report::Report`]: rows of one measurement each, one column per server
 //! (later: the unikernel), a ratio against the reference column, printed as a table and written
@@ -8,6 +9,7 @@
 
 use anyhow::{Context, Result, bail};
 
+mod boot;
 mod keys;
 mod nv;
 mod ops;
@@ -19,7 +21,8 @@ pub fn run(args: &[String]) -> Result<()> {
     };
     match suite.as_str() {
         "ops" => ops::run(&ops::Options::parse(rest)?),
-        other => bail!("unknown benchmark `{other}` (available: ops)"),
+        "boot" => boot::run(rest),
+        other => bail!("unknown benchmark `{other}` (available: ops, boot)"),
     }
 }
 
