@@ -168,8 +168,9 @@ fn is_fatal(line: &str) -> bool {
 /// [`Error::Exited`].
 pub fn spawn(cmd: &QemuCommand, timeout: Duration) -> Result<Backend, Error> {
     let spawned_at = Instant::now();
-    let mut child = cmd
-        .command()
+    let mut command = cmd.command();
+    die_with_parent(&mut command);
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -232,6 +233,23 @@ pub fn spawn(cmd: &QemuCommand, timeout: Duration) -> Result<Backend, Error> {
                 log: tail(&boot_log),
             })
         }
+    }
+}
+
+/// QEMU gets SIGKILL when the thread that spawned it dies, so a killed test or `ukvtpm
+/// run-backend` never leaves a guest behind (as the test harness does for host servers).
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe, allocates nothing and takes no locks.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

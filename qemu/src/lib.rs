@@ -5,7 +5,8 @@
 //! - [`accel`]: KVM or TCG, chosen by a probe boot.
 //! - [`backend`]: start one unikernel backend, wait for its ready line, stop it cleanly;
 //!   [`backend::run`] is `ukvtpm run-backend`.
-#![forbid(unsafe_code)]
+// The one exception: `backend::spawn` sets PR_SET_PDEATHSIG between fork and exec.
+#![deny(unsafe_code)]
 
 pub mod accel;
 pub mod args;
