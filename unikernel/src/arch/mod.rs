@@ -4,6 +4,7 @@
 pub mod apic;
 pub mod cmos;
 pub mod cpu;
+pub mod frame;
 pub mod pit;
 pub mod serial;
 pub mod trap;

@@ -2,8 +2,11 @@
 //!
 //! Exceptions print the vector and all registers to the serial log and halt. Interrupts
 //! (`VECTOR_*`) only wake the idle loop: the handler counts them and signals end-of-interrupt.
+//! The one resumable exception is #VC (vector 29, SEV-ES/SNP only): [`snp::hw::handle_vc_trap`]
+//! emulates the intercepted instruction and `iretq` resumes after it; if it cannot, the #VC is
+//! dumped and halts like any other exception. Under plain QEMU/KVM #VC never fires.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Once;
 use x86_64::VirtAddr;
@@ -14,7 +17,9 @@ use x86_64::structures::DescriptorTablePointer;
 use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
 use x86_64::structures::tss::TaskStateSegment;
 
+pub use super::frame::TrapFrame;
 use super::{apic, cpu, serial};
+use crate::snp;
 
 /// Local APIC timer (one-shot wake-ups).
 pub const VECTOR_TIMER: u8 = 48;
@@ -24,6 +29,8 @@ pub const VECTOR_NET: u8 = 49;
 pub const VECTOR_SPURIOUS: u8 = 255;
 /// What the catch-all stub reports for any other vector.
 const VECTOR_OTHER: u64 = 256;
+/// #VC, VMM communication exception (SEV-ES/SNP); the CPU pushes the exit code as error code.
+const VECTOR_VC: u64 = 29;
 
 const IST_DOUBLE_FAULT: u16 = 0;
 const IST_NMI: u16 = 1;
@@ -38,34 +45,6 @@ core::arch::global_asm!(
 unsafe extern "C" {
     /// Stub addresses, in the order of `interrupts.s`: 0..32, 48, 49, 255, catch-all.
     static ukvtpm_trap_stubs: [u64; 36];
-}
-
-/// Registers saved by `trap_common`, lowest address first.
-#[repr(C)]
-#[derive(Debug)]
-pub struct TrapFrame {
-    r15: u64,
-    r14: u64,
-    r13: u64,
-    r12: u64,
-    r11: u64,
-    r10: u64,
-    r9: u64,
-    r8: u64,
-    rbp: u64,
-    rdi: u64,
-    rsi: u64,
-    rdx: u64,
-    rcx: u64,
-    rbx: u64,
-    rax: u64,
-    vector: u64,
-    error_code: u64,
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
-    ss: u64,
 }
 
 /// Interrupts taken since boot (timer + device), for the log.
@@ -214,6 +193,7 @@ const EXCEPTION_NAMES: [&str; 32] = [
 
 extern "C" fn trap_handler(frame: &mut TrapFrame) {
     match frame.vector {
+        VECTOR_VC => vmm_communication(frame),
         v if v < 32 => exception(frame),
         v if v == u64::from(VECTOR_TIMER) || v == u64::from(VECTOR_NET) => {
             INTERRUPTS.fetch_add(1, Ordering::Relaxed);
@@ -225,6 +205,27 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
             apic::end_of_interrupt();
         }
         _ => exception(frame),
+    }
+}
+
+/// Set once a #VC could not be handled: the dump that follows writes the serial port, which
+/// itself raises #VC under SEV-ES/SNP; if that one fails too, halt without recursing.
+static VC_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// #VC: let the SNP handler emulate the intercepted instruction on a copy of the registers in
+/// x86 encoding order, then write the results and the advanced RIP back for `iretq`. On error
+/// the faulting instruction must never be resumed: dump and halt (fail closed).
+fn vmm_communication(frame: &mut TrapFrame) {
+    let mut regs = frame.vc_regs();
+    match snp::hw::handle_vc_trap(frame.error_code, &mut regs) {
+        Ok(()) => frame.apply_vc_regs(&regs),
+        Err(error) => {
+            if VC_FAILED.swap(true, Ordering::Relaxed) {
+                cpu::halt_forever();
+            }
+            serial::force_write(format_args!("\nukvtpm: #VC not handled: {error:?}"));
+            exception(frame)
+        }
     }
 }
 

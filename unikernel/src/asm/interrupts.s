@@ -1,7 +1,8 @@
 # Interrupt and exception entry stubs (64-bit). Each stub pushes a dummy error code when the CPU
 # does not push one, then its vector, and jumps to `trap_common`, which saves every general
 # register into a `TrapFrame` (arch/trap.rs) and calls `{trap_handler}(&mut TrapFrame)`.
-# Exceptions never return from the handler; interrupts do, and `iretq` resumes the code.
+# Exceptions never return from the handler, except a handled #VC (vector 29: registers and RIP
+# updated in the frame); interrupts do, and `iretq` resumes the code.
 # The kernel never enables SSE, so there is no FPU/vector state to save.
 
 .section .text.trap, "ax"
