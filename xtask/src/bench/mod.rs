@@ -1,6 +1,6 @@
 //! `cargo xtask bench <suite>`: benchmarks that compare ukvtpm with swtpm side by side.
 //!
-//! * `ops` ([`ops`]): per-command costs of `ukvtpm serve` vs swtpm.
+//! * `ops` ([`ops`]): per-command costs of `ukvtpm serve` and the unikernel vs swtpm.
 //! * `boot` ([`boot`]): the unikernel's boot time, guest RAM, QEMU RSS, image size, idle CPU.
 //!
 //! Results go through [`report::Report`]: rows of one measurement each, one column per server
@@ -17,7 +17,7 @@ mod report;
 
 pub fn run(args: &[String]) -> Result<()> {
     let Some((suite, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask bench ops [--calls N] [--runs N]");
+        bail!("usage: cargo xtask bench ops [--calls N] [--runs N] [--no-unikernel]");
     };
     match suite.as_str() {
         "ops" => ops::run(&ops::Options::parse(rest)?),

@@ -14,8 +14,13 @@
 //! The TPM returns at most 8 PCR digests per PCR_Read, so reading 24 SHA-256 PCRs is measured as
 //! the sequence of 3 calls (as tpm2_pcrread does) and one 8-PCR call is measured on its own.
 //!
-//! Adding a row: add an entry to [`raw_ops`] or [`TOOL_OPS`]; adding a column (the unikernel):
-//! add a [`Subject`].
+//! The unikernel (issue 6, item 7) is a third column, skipped with `--no-unikernel`: the release
+//! image booted in QEMU by the test harness (plain TCP, guest port 2321 forwarded by QEMU user
+//! networking, KVM if a probe boot works, else TCG). It runs the basic raw rows only (GetRandom,
+//! PCR_Read, Hash); its "server" CPU time and RSS are those of the whole QEMU process.
+//!
+//! Adding a row: add an entry to [`raw_ops`] or [`TOOL_OPS`]; adding a column: add a
+//! [`Subject`].
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
@@ -50,19 +55,22 @@ pub struct Options {
     calls: usize,
     /// tpm2-tools runs per command.
     runs: usize,
+    /// Whether to boot the unikernel in QEMU as a third column.
+    unikernel: bool,
 }
 
 impl Options {
     pub fn parse(args: &[String]) -> Result<Options> {
         for (i, a) in args.iter().enumerate() {
             let is_value = i > 0 && matches!(args[i - 1].as_str(), "--calls" | "--runs");
-            if !is_value && !matches!(a.as_str(), "--calls" | "--runs") {
-                bail!("unknown option `{a}` (options: --calls N, --runs N)");
+            if !is_value && !matches!(a.as_str(), "--calls" | "--runs" | "--no-unikernel") {
+                bail!("unknown option `{a}` (options: --calls N, --runs N, --no-unikernel)");
             }
         }
         let opts = Options {
             calls: parse_count(args, "--calls", 2000)?,
             runs: parse_count(args, "--runs", 20)?,
+            unikernel: !args.iter().any(|a| a == "--no-unikernel"),
         };
         ensure!(opts.calls >= 100, "--calls must be at least 100");
         ensure!(opts.runs >= 3, "--runs must be at least 3");
@@ -75,12 +83,22 @@ struct Subject {
     name: &'static str,
     kind: Kind,
     bin: PathBuf,
+    /// Every row; otherwise only the [`RawOp::basic`] ones (the unikernel).
+    full: bool,
 }
 
 /// A raw operation: a sequence of commands sent one after the other.
 struct RawOp {
     name: &'static str,
     commands: Vec<Vec<u8>>,
+    /// Measured on every subject, the unikernel included.
+    basic: bool,
+}
+
+impl Subject {
+    fn measures(&self, op: &RawOp) -> bool {
+        self.full || op.basic
+    }
 }
 
 fn raw_ops() -> Vec<RawOp> {
@@ -88,10 +106,12 @@ fn raw_ops() -> Vec<RawOp> {
         RawOp {
             name: "GetRandom 32 bytes",
             commands: vec![raw::get_random(32)],
+            basic: true,
         },
         RawOp {
             name: "PCR_Read 8 SHA-256 PCRs (1 call)",
             commands: vec![raw::pcr_read(alg::SHA256, 0..8)],
+            basic: true,
         },
         RawOp {
             name: "PCR_Read 24 SHA-256 PCRs (3 calls)",
@@ -100,23 +120,33 @@ fn raw_ops() -> Vec<RawOp> {
                 raw::pcr_read(alg::SHA256, 8..16),
                 raw::pcr_read(alg::SHA256, 16..24),
             ],
+            basic: true,
         },
         RawOp {
             name: "Hash 1 KiB SHA-256",
             commands: vec![raw::hash(&[0x5A; 1024], alg::SHA256)],
+            basic: true,
         },
     ];
     // Key rows (issue 4): keys made by `keys::setup` on every server.
     ops.extend(
         super::keys::raw_ops()
             .into_iter()
-            .map(|(name, commands)| RawOp { name, commands }),
+            .map(|(name, commands)| RawOp {
+                name,
+                commands,
+                basic: false,
+            }),
     );
     // NV and policy-session rows (issue 5): objects made by `nv::setup`.
     ops.extend(
         super::nv::raw_ops()
             .into_iter()
-            .map(|(name, commands)| RawOp { name, commands }),
+            .map(|(name, commands)| RawOp {
+                name,
+                commands,
+                basic: false,
+            }),
     );
     ops
 }
@@ -141,18 +171,31 @@ enum Mode {
 pub fn run(opts: &Options) -> Result<()> {
     deps::run()?;
     ukvtpm_tests::require::tcti("swtpm")?;
-    let subjects = vec![
+    let mut subjects = vec![
         Subject {
             name: "swtpm",
             kind: Kind::Swtpm,
             bin: ukvtpm_tests::require::tool("swtpm")?,
+            full: true,
         },
         Subject {
             name: "ukvtpm",
             kind: Kind::Ukvtpm(Protocol::Swtpm),
             bin: build_ukvtpm(true)?,
+            full: true,
         },
     ];
+    let mut unikernel_accel = None;
+    if opts.unikernel {
+        let image = ukvtpm_tests::unikernel::image()?;
+        unikernel_accel = Some(ukvtpm_tests::unikernel::accel()?);
+        subjects.push(Subject {
+            name: "unikernel",
+            kind: Kind::Unikernel,
+            bin: image,
+            full: false,
+        });
+    }
     let mut report = Report::new("ops", subjects.iter().map(|s| s.name.to_string()).collect());
     report.facts = vec![
         ("raw calls per measurement".into(), opts.calls.to_string()),
@@ -171,6 +214,15 @@ pub fn run(opts: &Options) -> Result<()> {
             tool_version("tpm2_getrandom", &["--version"]),
         ),
     ];
+    if let Some(accel) = unikernel_accel {
+        report.facts.push((
+            "unikernel column".into(),
+            format!(
+                "release image in QEMU ({accel}), guest port 2321 forwarded by user networking; \
+                 basic raw rows only; server CPU time and RSS are the QEMU process's"
+            ),
+        ));
+    }
     let steps = 1 + raw_ops().len() * 2 + 2;
     let mut step = 0;
     let mut progress = |what: &str| {
@@ -182,9 +234,14 @@ pub fn run(opts: &Options) -> Result<()> {
     progress("spawn to first response");
     let mut startup = Vec::new();
     for s in &subjects {
+        // The unikernel's boot is `bench boot`'s subject.
+        if !s.full {
+            startup.push(None);
+            continue;
+        }
         let times = startup_times(s, STARTUP_RUNS)?;
         eprintln!("    {:<7} median {:.2} ms", s.name, median(&times));
-        startup.push(times);
+        startup.push(Some(times));
     }
 
     let mut servers = Vec::new();
@@ -194,7 +251,7 @@ pub fn run(opts: &Options) -> Result<()> {
                 .with_context(|| format!("starting {}", s.name))?,
         );
     }
-    for (s, server) in subjects.iter().zip(&servers) {
+    for (s, server) in subjects.iter().zip(&servers).filter(|(s, _)| s.full) {
         super::keys::setup(server.port())
             .with_context(|| format!("creating the benchmark keys on {}", s.name))?;
         super::nv::setup(server.port()).with_context(|| {
@@ -222,8 +279,20 @@ pub fn run(opts: &Options) -> Result<()> {
             let mut per_subject = Vec::new();
             let mut cpu_per_subject = Vec::new();
             let calls = super::keys::calls(op.name, opts.calls);
-            let all = latencies(&servers, op, mode, calls);
-            for ((s, server), samples) in subjects.iter().zip(&servers).zip(all) {
+            let measured: Vec<&Server> = subjects
+                .iter()
+                .zip(&servers)
+                .filter(|(s, _)| s.measures(op))
+                .map(|(_, server)| server)
+                .collect();
+            let mut measured_samples = latencies(&measured, op, mode, calls).into_iter();
+            for (s, server) in subjects.iter().zip(&servers) {
+                if !s.measures(op) {
+                    per_subject.push(None);
+                    cpu_per_subject.push(None);
+                    continue;
+                }
+                let samples = measured_samples.next().context("one result per server")?;
                 // A failing operation (e.g. not implemented yet) leaves a gap in the table
                 // instead of aborting the whole run.
                 let measured =
@@ -231,10 +300,11 @@ pub fn run(opts: &Options) -> Result<()> {
                 match measured {
                     Ok((samples, cpu_us)) => {
                         eprintln!(
-                            "    {:<7} p50 {:>7.1} µs  p99 {:>7.1} µs  server CPU {:>6.2} µs",
+                            "    {:<9} p50 {:>7.1} µs  p99 {:>7.1} µs  {} CPU {:>6.2} µs",
                             s.name,
                             percentile(&samples, 50.0),
                             percentile(&samples, 99.0),
+                            if s.full { "server" } else { "QEMU" },
                             cpu_us
                         );
                         per_subject.push(Some(samples));
@@ -265,9 +335,19 @@ pub fn run(opts: &Options) -> Result<()> {
         .chain(super::nv::TOOL_OPS)
     {
         let mut per_subject = Vec::new();
-        let all = tool_times(&servers, tool, args, opts.runs);
-        for (s, times) in subjects.iter().zip(all) {
-            match times {
+        let measured: Vec<&Server> = subjects
+            .iter()
+            .zip(&servers)
+            .filter(|(s, _)| s.full)
+            .map(|(_, server)| server)
+            .collect();
+        let mut all = tool_times(&measured, tool, args, opts.runs).into_iter();
+        for s in &subjects {
+            if !s.full {
+                per_subject.push(None);
+                continue;
+            }
+            match all.next().context("one result per server")? {
                 Ok(times) => {
                     eprintln!("    {:<7} {label}: median {:.2} ms", s.name, median(&times));
                     per_subject.push(Some(median(&times)));
@@ -333,7 +413,10 @@ pub fn run(opts: &Options) -> Result<()> {
         "start-up",
         &format!("spawn to first response, fresh state (median of {STARTUP_RUNS})"),
         "ms",
-        startup.iter().map(|t| Some(median(t))).collect(),
+        startup
+            .iter()
+            .map(|t| t.as_ref().map(|t| median(t)))
+            .collect(),
     );
     for ((label, _, _), values) in TOOL_OPS
         .iter()
@@ -422,7 +505,7 @@ const ROUND: usize = 100;
 /// Per-operation wall times in µs for every server, after a warm-up of 10 %. The servers take
 /// turns in rounds of [`ROUND`] calls, so a burst of load from elsewhere on the machine hits
 /// them alike instead of spoiling one column's p99.
-fn latencies(servers: &[Server], op: &RawOp, mode: Mode, calls: usize) -> Vec<Result<Vec<f64>>> {
+fn latencies(servers: &[&Server], op: &RawOp, mode: Mode, calls: usize) -> Vec<Result<Vec<f64>>> {
     struct Lane {
         port: u16,
         client: Option<Client>,
@@ -602,7 +685,12 @@ fn first_response(port: u16, start: Instant, child: &mut std::process::Child) ->
 }
 
 /// Wall times in ms of `runs` runs of one tool (after one warm-up run).
-fn tool_times(servers: &[Server], tool: &str, args: &[&str], runs: usize) -> Vec<Result<Vec<f64>>> {
+fn tool_times(
+    servers: &[&Server],
+    tool: &str,
+    args: &[&str],
+    runs: usize,
+) -> Vec<Result<Vec<f64>>> {
     let mut lanes: Vec<(ukvtpm_tests::Tpm2, Vec<String>, Result<Vec<f64>>)> = servers
         .iter()
         .map(|server| {
