@@ -256,6 +256,14 @@ impl Server {
         self.work.path().join(name)
     }
 
+    /// Writes `data` to the scratch file `name` and returns its path as a string, ready to
+    /// pass to a tool.
+    pub fn write_file(&self, name: &str, data: &[u8]) -> Result<String> {
+        let path = self.path(name);
+        std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path.to_string_lossy().into_owned())
+    }
+
     /// The TCTI configuration string, e.g. `swtpm:host=127.0.0.1,port=2321`.
     pub fn tcti(&self) -> String {
         format!("{}:host=127.0.0.1,port={}", self.tcti, self.port)

@@ -38,12 +38,6 @@ fn start(target: Target) -> Result<(Server, Tpm2)> {
     Ok((server, tpm))
 }
 
-fn write_file(server: &Server, name: &str, data: &[u8]) -> Result<String> {
-    let path = server.path(name);
-    std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path.to_string_lossy().into_owned())
-}
-
 /// `tpm2_nvread` to a file, returning the bytes.
 fn nvread(tpm: &Tpm2, server: &Server, args: &[&str]) -> Result<Vec<u8>> {
     let out = server.path("nvread.out");
@@ -73,7 +67,7 @@ fn nv_ordinary_define_write_read_undefine(target: Target) -> Result<()> {
         public.stdout.contains("size: 32"),
         "nvreadpublic:\n{public}"
     );
-    let data = write_file(&server, "data", b"hello NV world")?;
+    let data = server.write_file("data", b"hello NV world")?;
     tpm.run("nvwrite", &["0x1500016", "-C", "o", "-i", &data])?;
     let got = nvread(&tpm, &server, &["0x1500016", "-C", "o", "-s", "14"])?;
     ensure!(got == b"hello NV world", "read back {got:?}");
@@ -114,7 +108,7 @@ fn nv_index_auth(target: Target) -> Result<()> {
             "indexpass",
         ],
     )?;
-    let data = write_file(&server, "data", b"0123456789abcdef")?;
+    let data = server.write_file("data", b"0123456789abcdef")?;
     tpm.run("nvwrite", &["0x1500017", "-P", "indexpass", "-i", &data])?;
     let got = nvread(&tpm, &server, &["0x1500017", "-P", "indexpass", "-s", "16"])?;
     ensure!(got == b"0123456789abcdef", "read back {got:?}");
@@ -152,7 +146,7 @@ fn nv_counter_never_goes_back(target: Target) -> Result<()> {
         "increment"
     );
     // A counter cannot be written directly.
-    let data = write_file(&server, "data", &[0; 8])?;
+    let data = server.write_file("data", &[0; 8])?;
     tpm.fails("nvwrite", &["0x1500020", "-C", "o", "-i", &data])?;
     // Undefine and define again: it starts at least where the old one ended.
     tpm.run("nvundefine", &["0x1500020", "-C", "o"])?;
@@ -201,7 +195,7 @@ fn nv_extend(target: Target) -> Result<()> {
             "nt=extend|ownerread|ownerwrite",
         ],
     )?;
-    let data = write_file(&server, "event", b"measured event")?;
+    let data = server.write_file("event", b"measured event")?;
     tpm.run("nvextend", &["0x1500022", "-C", "o", "-i", &data])?;
     let got = nvread(&tpm, &server, &["0x1500022", "-C", "o", "-s", "32"])?;
     let mut input = vec![0u8; 32];
@@ -225,7 +219,7 @@ fn nv_write_lock_and_read_lock(target: Target) -> Result<()> {
             "ownerread|ownerwrite|write_stclear|read_stclear",
         ],
     )?;
-    let data = write_file(&server, "data", b"12345678")?;
+    let data = server.write_file("data", b"12345678")?;
     tpm.run("nvwrite", &["0x1500023", "-C", "o", "-i", &data])?;
     tpm.run("nvwritelock", &["0x1500023", "-C", "o"])?;
     tpm.fails("nvwrite", &["0x1500023", "-C", "o", "-i", &data])?
@@ -277,7 +271,7 @@ fn nv_global_write_lock(target: Target) -> Result<()> {
             "ownerread|ownerwrite",
         ],
     )?;
-    let data = write_file(&server, "data", b"12345678")?;
+    let data = server.write_file("data", b"12345678")?;
     tpm.run("nvwritelock", &["--global", "-C", "o"])?;
     tpm.fails("nvwrite", &["0x1500025", "-C", "o", "-i", &data])?
         .expect_rc(RC_NV_LOCKED)?;
@@ -299,10 +293,10 @@ fn nv_writeall_and_ranges(target: Target) -> Result<()> {
             "ownerread|ownerwrite|writeall",
         ],
     )?;
-    let short = write_file(&server, "short", b"1234")?;
+    let short = server.write_file("short", b"1234")?;
     tpm.fails("nvwrite", &["0x1500027", "-C", "o", "-i", &short])?
         .expect_rc(RC_NV_RANGE)?;
-    let full = write_file(&server, "full", b"12345678")?;
+    let full = server.write_file("full", b"12345678")?;
     tpm.run("nvwrite", &["0x1500027", "-C", "o", "-i", &full])?;
     // (tpm2_nvread refuses out-of-range reads itself, before asking the TPM.)
     tpm.fails(
@@ -345,7 +339,7 @@ fn nv_state_survives_restart(target: Target) -> Result<()> {
             "ownerread|ownerwrite",
         ],
     )?;
-    let data = write_file(&server, "data", b"survives restart")?;
+    let data = server.write_file("data", b"survives restart")?;
     tpm.run("nvwrite", &["0x1500029", "-C", "o", "-i", &data])?;
     tpm.run(
         "nvdefine",
@@ -395,7 +389,7 @@ fn nv_da_lockout_and_reset(target: Target) -> Result<()> {
             "good",
         ],
     )?;
-    let data = write_file(&server, "data", b"12345678")?;
+    let data = server.write_file("data", b"12345678")?;
     tpm.run("nvwrite", &["0x150002b", "-P", "good", "-i", &data])?;
     for _ in 0..3 {
         tpm.fails("nvread", &["0x150002b", "-P", "bad", "-s", "8"])?
@@ -431,7 +425,7 @@ fn nv_policy_write(target: Target) -> Result<()> {
             "policy.dat",
         ],
     )?;
-    let data = write_file(&server, "data", b"policy!!")?;
+    let data = server.write_file("data", b"policy!!")?;
     tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
     tpm.run("policycommandcode", &["-S", "s.ctx", "TPM2_CC_NV_Write"])?;
     tpm.run(
@@ -497,7 +491,7 @@ fn nv_certify(target: Target) -> Result<()> {
             "ownerread|ownerwrite",
         ],
     )?;
-    let data = write_file(&server, "data", b"certify!")?;
+    let data = server.write_file("data", b"certify!")?;
     tpm.run("nvwrite", &["0x1500300", "-C", "o", "-i", &data])?;
     tpm.run(
         "nvcertify",
@@ -712,7 +706,7 @@ fn nv_change_auth_with_policy(target: Target) -> Result<()> {
         &["-c", "0x1500701", "-p", "session:s.ctx", "new"],
     )?;
     tpm.run("flushcontext", &["s.ctx"])?;
-    let data = write_file(&server, "data", b"new auth")?;
+    let data = server.write_file("data", b"new auth")?;
     tpm.fails("nvwrite", &["0x1500701", "-P", "old", "-i", &data])?;
     tpm.run("nvwrite", &["0x1500701", "-P", "new", "-i", &data])?;
     Ok(())

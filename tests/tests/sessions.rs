@@ -3,7 +3,7 @@
 //! salted and bound HMAC sessions; parameter encryption. Every body runs against swtpm (the
 //! reference) and `ukvtpm serve` (both TCTIs).
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use ukvtpm_tests::{Server, Target, Tpm2, for_each_target};
 
 /// TPM_RC_POLICY_FAIL for session 1, TPM_RC_PCR_CHANGED, TPM_RC_LOCALITY.
@@ -39,12 +39,6 @@ fn start(target: Target) -> Result<(Server, Tpm2)> {
     Ok((server, tpm))
 }
 
-fn write_file(server: &Server, name: &str, data: &[u8]) -> Result<String> {
-    let path = server.path(name);
-    std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path.to_string_lossy().into_owned())
-}
-
 const SECRET: &[u8] = b"sealed secret 42";
 
 /// A primary storage key in prim.ctx (transient slots flushed first).
@@ -56,7 +50,7 @@ fn primary(tpm: &Tpm2) -> Result<()> {
 /// Seals SECRET under prim.ctx with `policy` (and optional auth), loads it as sealed.ctx.
 fn seal(tpm: &Tpm2, server: &Server, policy: &str, auth: Option<&str>, attrs: &str) -> Result<()> {
     primary(tpm)?;
-    let secret = write_file(server, "secret", SECRET)?;
+    let secret = server.write_file("secret", SECRET)?;
     let mut args = vec![
         "-C",
         "prim.ctx",
@@ -229,7 +223,7 @@ fn policy_secret(target: Target) -> Result<()> {
         "createprimary",
         &["-C", "o", "-P", "ownerpass", "-c", "prim.ctx"],
     )?;
-    let secret = write_file(&server, "secret", SECRET)?;
+    let secret = server.write_file("secret", SECRET)?;
     run_flush(
         &tpm,
         "create",
@@ -342,9 +336,9 @@ fn policy_nv(target: Target) -> Result<()> {
             "ownerread|ownerwrite",
         ],
     )?;
-    let value = write_file(&server, "value", &[0, 0, 0, 7])?;
+    let value = server.write_file("value", &[0, 0, 0, 7])?;
     tpm.run("nvwrite", &["0x1500100", "-C", "o", "-i", &value])?;
-    let operand = write_file(&server, "operand", &[0, 0, 0, 7])?;
+    let operand = server.write_file("operand", &[0, 0, 0, 7])?;
     trial(
         &tpm,
         "nv.policy",
@@ -373,7 +367,7 @@ fn policy_nv(target: Target) -> Result<()> {
     ensure!(unseal(&tpm, "session:s.ctx")? == SECRET, "unseal");
     tpm.run("flushcontext", &["s.ctx"])?;
     // The comparison fails once the index changes.
-    let other = write_file(&server, "other", &[0, 0, 0, 8])?;
+    let other = server.write_file("other", &[0, 0, 0, 8])?;
     tpm.run("nvwrite", &["0x1500100", "-C", "o", "-i", &other])?;
     tpm.run("startauthsession", &["--policy-session", "-S", "s.ctx"])?;
     tpm.fails(
@@ -696,7 +690,7 @@ fn nv_write_through(tpm: &Tpm2, server: &Server) -> Result<()> {
             "nvpass",
         ],
     )?;
-    let data = write_file(server, "data", b"0123456789abcdef")?;
+    let data = server.write_file("data", b"0123456789abcdef")?;
     tpm.run(
         "nvwrite",
         &["0x1500200", "-P", "session:s.ctx+nvpass", "-i", &data],
@@ -791,7 +785,7 @@ fn bound_session(target: Target) -> Result<()> {
             "s.ctx",
         ],
     )?;
-    let secret = write_file(&server, "secret", SECRET)?;
+    let secret = server.write_file("secret", SECRET)?;
     // The bound entity authorizes without its authValue in the HMAC.
     tpm.run(
         "create",
@@ -964,17 +958,17 @@ fn command_audit_digest(target: Target) -> Result<()> {
 fn policy_digests_match_reference(target: Target) -> Result<()> {
     let (server, tpm) = start(target)?;
     let d32 = [0x11u8; 32];
-    write_file(&server, "d32.bin", &d32)?;
+    server.write_file("d32.bin", &d32)?;
     let mut cp = vec![0x00, 0x20];
     cp.extend_from_slice(&d32);
-    write_file(&server, "cp.bin", &cp)?;
+    server.write_file("cp.bin", &cp)?;
     let mut name = vec![0x00, 0x0B];
     name.extend_from_slice(&d32);
-    write_file(&server, "name.bin", &name)?;
+    server.write_file("name.bin", &name)?;
     let mut parent = vec![0x00, 0x0B];
     parent.extend_from_slice(&[0x22; 32]);
-    write_file(&server, "parent.bin", &parent)?;
-    write_file(&server, "op.bin", &[0, 0, 0, 7])?;
+    server.write_file("parent.bin", &parent)?;
+    server.write_file("op.bin", &[0, 0, 0, 7])?;
     tpm.run(
         "nvdefine",
         &[
