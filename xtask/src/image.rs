@@ -70,7 +70,11 @@ pub fn build(release: bool, target_dir: &Path) -> anyhow::Result<PathBuf> {
     let image = ukvtpm_image_builder::image::from_elf(&elf)
         .with_context(|| format!("converting {}", elf_path.display()))?;
     let out = target_dir.join("ukvtpm.img");
-    std::fs::write(&out, &image).with_context(|| format!("writing {}", out.display()))?;
+    // Written under a private name and renamed into place: test processes running in parallel
+    // build the same image and boot it, and QEMU must never see a half-written file.
+    let tmp = target_dir.join(format!("ukvtpm.img.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, &image).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("renaming to {}", out.display()))?;
     eprintln!(
         "xtask image: {} ({} KiB, {profile})",
         out.display(),
