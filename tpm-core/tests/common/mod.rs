@@ -9,6 +9,8 @@ pub struct TestPlatform {
     pub counter: u8,
     pub now: u64,
     pub commits: u64,
+    /// Refuse every commit (the store is failing).
+    pub fail_commits: bool,
 }
 
 impl Platform for TestPlatform {
@@ -23,6 +25,9 @@ impl Platform for TestPlatform {
         self.now
     }
     fn commit(&mut self, _version: u64, _state: &[u8]) -> Result<(), CommitError> {
+        if self.fail_commits {
+            return Err(CommitError);
+        }
         self.commits += 1;
         Ok(())
     }
@@ -44,6 +49,15 @@ pub const SHA384: u16 = 0x000C;
 
 pub fn started() -> Tpm {
     let mut e = Engine::new(TestPlatform::default()).expect("manufacture");
+    let r = e.execute(0, &cmd(0x144, &[0, 0]));
+    assert_eq!(rc(&r), TpmRc::SUCCESS);
+    e
+}
+
+/// Power cycle from the committed state (a server restart), then Startup(CLEAR).
+pub fn restart(e: Tpm) -> Tpm {
+    let blob = e.state_blob().to_vec();
+    let mut e = Engine::restore(TestPlatform::default(), &blob).expect("restore");
     let r = e.execute(0, &cmd(0x144, &[0, 0]));
     assert_eq!(rc(&r), TpmRc::SUCCESS);
     e

@@ -3,61 +3,15 @@
 
 #![allow(dead_code)]
 
-use ukvtpm_tpm_core::{CommitError, Engine, Platform, TpmRc};
+use ukvtpm_tpm_core::{Engine, TpmRc};
 
 pub use ukvtpm_tpm_core::Handle;
 
-#[derive(Default)]
-pub struct TestPlatform {
-    counter: u8,
-    now: u64,
-}
-
-impl Platform for TestPlatform {
-    fn entropy(&mut self, dest: &mut [u8]) {
-        for b in dest {
-            self.counter = self.counter.wrapping_add(7);
-            *b = self.counter;
-        }
-    }
-    fn now_ms(&mut self) -> u64 {
-        self.now += 1;
-        self.now
-    }
-    fn commit(&mut self, _version: u64, _state: &[u8]) -> Result<(), CommitError> {
-        Ok(())
-    }
-}
-
-pub const OWNER: u32 = 0x4000_0001;
-pub const ENDORSEMENT: u32 = 0x4000_000B;
-pub const NULL: u32 = 0x4000_0007;
-
-pub fn started() -> Engine<TestPlatform> {
-    let mut e = Engine::new(TestPlatform::default()).expect("manufacture");
-    let r = e.execute(0, &[0x80, 1, 0, 0, 0, 12, 0, 0, 1, 0x44, 0, 0]);
-    assert_eq!(rc(&r), TpmRc::SUCCESS);
-    e
-}
-
-/// Power cycle with the committed state: a server restart.
-pub fn restart(e: Engine<TestPlatform>) -> Engine<TestPlatform> {
-    let blob = e.state_blob().to_vec();
-    let mut e = Engine::restore(TestPlatform::default(), &blob).expect("restore");
-    let r = e.execute(0, &[0x80, 1, 0, 0, 0, 12, 0, 0, 1, 0x44, 0, 0]);
-    assert_eq!(rc(&r), TpmRc::SUCCESS);
-    e
-}
-
-pub fn rc(resp: &[u8]) -> TpmRc {
-    TpmRc(u32::from_be_bytes([resp[6], resp[7], resp[8], resp[9]]))
-}
-
-pub fn tpm2b(b: &[u8]) -> Vec<u8> {
-    let mut v = (b.len() as u16).to_be_bytes().to_vec();
-    v.extend_from_slice(b);
-    v
-}
+#[path = "../common/mod.rs"]
+mod common;
+// Not every test binary uses every shared helper.
+#[allow(unused_imports)]
+pub use common::{ENDORSEMENT, NULL, OWNER, TestPlatform, rc, restart, started, tpm2b};
 
 /// A command with one password session per entry of `passwords` (after the handles).
 pub fn command(cc: u32, handles: &[u32], passwords: &[&[u8]], params: &[u8]) -> Vec<u8> {

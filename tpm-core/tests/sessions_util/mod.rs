@@ -7,41 +7,13 @@
 
 use ukvtpm_tpm_core::crypto::hash::HashAlg;
 use ukvtpm_tpm_core::crypto::kdf;
-use ukvtpm_tpm_core::{CommitError, Engine, Platform, TpmRc};
+use ukvtpm_tpm_core::{Engine, TpmRc};
 
-#[derive(Default)]
-pub struct TestPlatform {
-    counter: u8,
-    pub now: u64,
-    pub fail_commits: bool,
-    pub commits: u64,
-}
-
-impl Platform for TestPlatform {
-    fn entropy(&mut self, dest: &mut [u8]) {
-        for b in dest {
-            self.counter = self.counter.wrapping_add(13);
-            *b = self.counter;
-        }
-    }
-    fn now_ms(&mut self) -> u64 {
-        self.now += 1;
-        self.now
-    }
-    fn commit(&mut self, _version: u64, _state: &[u8]) -> Result<(), CommitError> {
-        if self.fail_commits {
-            return Err(CommitError);
-        }
-        self.commits += 1;
-        Ok(())
-    }
-}
-
-pub const OWNER: u32 = 0x4000_0001;
-pub const NULL: u32 = 0x4000_0007;
-pub const PW: u32 = 0x4000_0009;
-pub const LOCKOUT: u32 = 0x4000_000A;
-pub const PLATFORM: u32 = 0x4000_000C;
+#[path = "../common/mod.rs"]
+mod common;
+// Not every test binary uses every shared helper.
+#[allow(unused_imports)]
+pub use common::{LOCKOUT, NULL, OWNER, PLATFORM, PW, TestPlatform, rc, restart, started, tpm2b};
 
 pub mod cc {
     pub const NV_UNDEFINE_SPACE_SPECIAL: u32 = 0x11F;
@@ -70,32 +42,6 @@ pub mod cc {
     pub const POLICY_GET_DIGEST: u32 = 0x189;
     pub const POLICY_PASSWORD: u32 = 0x18C;
     pub const POLICY_NV_WRITTEN: u32 = 0x18F;
-}
-
-pub fn started() -> Engine<TestPlatform> {
-    let mut e = Engine::new(TestPlatform::default()).expect("manufacture");
-    let r = e.execute(0, &[0x80, 1, 0, 0, 0, 12, 0, 0, 1, 0x44, 0, 0]);
-    assert_eq!(rc(&r), TpmRc::SUCCESS);
-    e
-}
-
-/// Power cycle from the committed state (a server restart), then Startup(CLEAR).
-pub fn restart(e: Engine<TestPlatform>) -> Engine<TestPlatform> {
-    let blob = e.state_blob().to_vec();
-    let mut e = Engine::restore(TestPlatform::default(), &blob).expect("restore");
-    let r = e.execute(0, &[0x80, 1, 0, 0, 0, 12, 0, 0, 1, 0x44, 0, 0]);
-    assert_eq!(rc(&r), TpmRc::SUCCESS);
-    e
-}
-
-pub fn rc(resp: &[u8]) -> TpmRc {
-    TpmRc(u32::from_be_bytes([resp[6], resp[7], resp[8], resp[9]]))
-}
-
-pub fn tpm2b(b: &[u8]) -> Vec<u8> {
-    let mut v = (b.len() as u16).to_be_bytes().to_vec();
-    v.extend_from_slice(b);
-    v
 }
 
 pub fn u32b(v: u32) -> [u8; 4] {
