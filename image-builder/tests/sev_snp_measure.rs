@@ -44,6 +44,18 @@ fn tool() -> &'static Path {
     TOOL.get_or_init(|| {
         let venv = venv_dir();
         let bin = venv.join("bin/sev-snp-measure");
+        // nextest runs each test in its own process, so the OnceLock alone does not stop two
+        // processes from creating the same venv at once: hold an exclusive lock file while
+        // checking and installing.
+        if let Some(parent) = venv.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
+        }
+        let lock_path = venv.with_extension("lock");
+        let lock = std::fs::File::create(&lock_path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
+        lock.lock()
+            .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
         if bin.is_file() {
             return bin;
         }
@@ -53,7 +65,10 @@ fn tool() -> &'static Path {
             "install Python 3: apt-get install -y python3 python3-venv python3-pip",
         );
         run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            // --clear: a venv left half-made by an interrupted run is rebuilt, not reused.
+            Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
             "creating the venv",
             "apt-get install -y python3-venv  (then re-run the test)",
         );

@@ -14,6 +14,7 @@
 //! * [`raw`]: a client that sends TPM command bytes in the swtpm plain framing or the TCG
 //!   simulator ("mssim") framing and reads the response, plus builders for a few commands.
 //! * [`require`]: a missing system tool is an error that names the `apt-get install` command.
+//! * [`venv`]: the local Python venv with `sev-snp-measure`, installed once under a lock.
 
 pub mod raw;
 pub mod require;
@@ -21,6 +22,7 @@ pub mod server;
 pub mod tpm2;
 pub mod unikernel;
 pub mod util;
+pub mod venv;
 
 pub use server::{Kind, Protocol, Server, Target};
 pub use tpm2::{Output, Tpm2};

@@ -77,22 +77,6 @@ fn build(ukvtpm: &Path, source: &Path, target: &Path, out: &Path) -> Result<(Vec
     Ok((image, manifest))
 }
 
-/// `sev-snp-measure` from the venv the image-builder cross-check uses, installed when missing.
-fn sev_snp_measure() -> Result<PathBuf> {
-    let venv = std::env::var_os("UKVTPM_SNP_VENV")
-        .map_or_else(|| workspace().join("target/venv-snp"), PathBuf::from);
-    let bin = venv.join("bin/sev-snp-measure");
-    if !bin.is_file() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
-            .context("creating the venv (apt-get install -y python3-venv)")?;
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg("sev-snp-measure==0.0.13"))
-        .context("pip install sev-snp-measure (needs PyPI access)")?;
-    }
-    Ok(bin)
-}
-
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -144,7 +128,7 @@ fn two_clean_builds_give_the_same_image_and_manifest() -> Result<()> {
 
     // `ukvtpm measure` and `sev-snp-measure` agree with every pinned digest.
     let image = tmp.path().join("out-a/ukvtpm.img");
-    let tool = sev_snp_measure()?;
+    let tool = ukvtpm_tests::venv::sev_snp_measure()?;
     let features = format!(
         "--guest-features={:#x}",
         m["guest_features"].as_u64().context("guest_features")?
