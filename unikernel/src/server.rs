@@ -29,6 +29,9 @@ pub const CONTROL_CONNECTIONS: usize = 2;
 const CONTROL_BUFFER: usize = 256;
 /// A connection idle in the middle of a command or response for this long is aborted.
 pub const STALL_TIMEOUT_MS: u64 = 10_000;
+/// A connection that has sent its FIN is released after this long even if the peer neither
+/// acknowledges nor closes.
+pub const CLOSE_TIMEOUT_MS: u64 = 2_000;
 
 #[derive(Debug)]
 struct Connection {
@@ -45,6 +48,8 @@ struct Connection {
     /// Close once `pending` is queued (after a framing error).
     close_after: bool,
     last_progress: Instant,
+    /// When the socket entered a closing state (FIN sent), for [`CLOSE_TIMEOUT_MS`].
+    closing_since: Option<Instant>,
 }
 
 /// The listening sockets and their per-connection state.
@@ -80,6 +85,7 @@ impl TpmServer {
                 pending: Vec::new(),
                 close_after: false,
                 last_progress: now,
+                closing_since: None,
             }
         };
         let mut connections: Vec<Connection> = (0..CONNECTIONS)
@@ -114,13 +120,19 @@ impl TpmServer {
         progress
     }
 
-    /// The earliest time a stalled connection must be checked (for the idle timer).
+    /// The earliest time a stalled or closing connection must be checked (for the idle timer).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.connections
+        let stalls = self
+            .connections
             .iter()
             .filter(|c| c.is_stalled())
-            .map(|c| c.last_progress + Duration::from_millis(STALL_TIMEOUT_MS))
-            .min()
+            .map(|c| c.last_progress + Duration::from_millis(STALL_TIMEOUT_MS));
+        let closes = self
+            .connections
+            .iter()
+            .filter_map(|c| c.closing_since)
+            .map(|t| t + Duration::from_millis(CLOSE_TIMEOUT_MS));
+        stalls.chain(closes).min()
     }
 }
 
@@ -135,6 +147,7 @@ impl Connection {
         self.pending.clear();
         self.close_after = false;
         self.last_progress = now;
+        self.closing_since = None;
     }
 
     fn poll(
@@ -156,6 +169,32 @@ impl Connection {
             tcp::State::Listen | tcp::State::SynReceived => {
                 self.last_progress = now;
                 return false;
+            }
+            // Both FINs exchanged (Closing, LastAck) and every byte we sent acknowledged: the
+            // peer has all of its responses and will send nothing more, so only the ACK of our
+            // FIN is outstanding. Waiting for it costs a socket for up to an RTO (1 s in
+            // smoltcp), and a client that reconnects quickly (the swtpm TCTI opens a connection
+            // per command) then finds no socket listening and is reset. Free the socket now,
+            // as for TIME-WAIT above.
+            tcp::State::Closing | tcp::State::LastAck if socket.send_queue() == 0 => {
+                socket.abort();
+                self.reset(now);
+                let _ = socket.listen(port);
+                return true;
+            }
+            // Our FIN is out but the peer neither acknowledges it nor closes: do not hold the
+            // socket longer than [`CLOSE_TIMEOUT_MS`].
+            tcp::State::FinWait1
+            | tcp::State::FinWait2
+            | tcp::State::Closing
+            | tcp::State::LastAck => {
+                let since = *self.closing_since.get_or_insert(now);
+                if now >= since + Duration::from_millis(CLOSE_TIMEOUT_MS) {
+                    socket.abort();
+                    self.reset(now);
+                    let _ = socket.listen(port);
+                    return true;
+                }
             }
             _ => {}
         }
@@ -243,7 +282,7 @@ impl Connection {
 mod tests {
     use super::*;
     use smoltcp::iface::{Config, Interface};
-    use smoltcp::phy::{Loopback, Medium};
+    use smoltcp::phy::{FaultInjector, Loopback, Medium};
     use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
     const PORT: u16 = 2321;
@@ -251,7 +290,8 @@ mod tests {
 
     /// Server and clients on one smoltcp interface over a loopback device.
     struct Net {
-        device: Loopback,
+        /// Loopback with fault injection off unless a test turns it on.
+        device: FaultInjector<Loopback>,
         iface: Interface,
         sockets: SocketSet<'static>,
         server: TpmServer,
@@ -261,7 +301,7 @@ mod tests {
 
     impl Net {
         fn new() -> Net {
-            let mut device = Loopback::new(Medium::Ethernet);
+            let mut device = FaultInjector::new(Loopback::new(Medium::Ethernet), 1);
             let config = Config::new(HardwareAddress::Ethernet(EthernetAddress([
                 2, 0, 0, 0, 0, 1,
             ])));
@@ -401,6 +441,68 @@ mod tests {
             }
         }
         assert_eq!(net.executed, 1);
+    }
+
+    /// Every server socket is listening again.
+    fn all_listening(net: &mut Net) -> bool {
+        let handles: Vec<_> = net.server.connections.iter().map(|c| c.handle).collect();
+        handles
+            .into_iter()
+            .all(|h| net.socket(h).state() == tcp::State::Listen)
+    }
+
+    #[test]
+    fn closed_connections_are_recycled_at_once() {
+        let mut net = Net::new();
+        // Far more reconnects than sockets: each client gets the bad-size error and the
+        // server's FIN, closes too, and the socket must be listening again within 50 ms.
+        for i in 0..(4 * CONNECTIONS as u16) {
+            let c = net.client(54000 + i);
+            net.run(5);
+            net.socket(c)
+                .send_slice(&[0x80, 1, 0, 0, 0, 4, 0, 0, 1, 0x7b])
+                .unwrap();
+            net.run(10);
+            assert_eq!(net.received(c), crate::swtpm::size_error_response());
+            net.socket(c).close();
+            net.run(5);
+            assert!(
+                all_listening(&mut net),
+                "round {i}: a socket is still closing"
+            );
+        }
+    }
+
+    #[test]
+    fn a_peer_that_vanishes_after_our_fin_frees_the_socket() {
+        let mut net = Net::new();
+        let c = net.client(55000);
+        net.run(5);
+        net.socket(c)
+            .send_slice(&[0x80, 1, 0, 0, 0, 4, 0, 0, 1, 0x7b])
+            .unwrap();
+        // Once the server has sent its FIN, the network goes silent: nothing it sends is
+        // acknowledged and the peer never closes.
+        let server = net.server.connections[0].handle;
+        for _ in 0..20 {
+            if net.socket(server).state() == tcp::State::FinWait1 {
+                break;
+            }
+            net.run(1);
+        }
+        assert_eq!(net.socket(server).state(), tcp::State::FinWait1);
+        net.device.set_drop_chance(100);
+        net.run(20);
+        assert_eq!(net.socket(server).state(), tcp::State::FinWait1);
+        assert!(
+            net.server.next_deadline().is_some(),
+            "closing has a deadline"
+        );
+        net.run((CLOSE_TIMEOUT_MS / 10) as usize);
+        assert!(
+            all_listening(&mut net),
+            "socket not released after CLOSE_TIMEOUT_MS"
+        );
     }
 
     #[test]
