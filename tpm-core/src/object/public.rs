@@ -85,8 +85,10 @@ impl SymDef {
             alg::NULL if null_ok => Ok(Self::NULL),
             alg::AES => {
                 let bits = c.u16()?;
+                // TPMI_AES_KEY_BITS: a size outside the implemented set fails unmarshalling
+                // with TPM_RC_VALUE (Part 2, 11.1), as in the reference implementation.
                 if !sym::aes_key_bits_ok(bits) {
-                    return Err(TpmRc::KEY_SIZE);
+                    return Err(TpmRc::VALUE);
                 }
                 let mode = c.u16()?;
                 if !(sym::mode_ok(mode) || mode == alg::NULL) {
@@ -358,8 +360,9 @@ impl Public {
                 let symmetric = SymDef::parse(c, true)?;
                 let scheme = Scheme::parse(c, RSA_SCHEMES)?;
                 let bits = c.u16()?;
+                // TPMI_RSA_KEY_BITS: TPM_RC_VALUE for an unimplemented size (Part 2, 11.2.4).
                 if !rsa_ops::key_bits_ok(bits) {
-                    return Err(TpmRc::KEY_SIZE);
+                    return Err(TpmRc::VALUE);
                 }
                 let exponent = c.u32()?;
                 Params::Rsa {
