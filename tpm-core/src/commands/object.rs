@@ -272,12 +272,21 @@ fn load_external(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let sensitive = if private.is_empty() {
         None
     } else {
-        // An external object with a private part cannot claim to be fixed to a TPM.
-        if public.has(attr::FIXED_TPM) || public.has(attr::FIXED_PARENT) {
+        // Part 3, 12.3.1: an external object with a sensitive area lives in the NULL
+        // hierarchy only, and cannot claim to be fixed to a TPM or restricted (a restricted
+        // key would sign or decrypt as if the TPM had made its input).
+        if hierarchy != Handle::NULL {
+            return Err(TpmRc::HIERARCHY.param(3));
+        }
+        if public.has(attr::FIXED_TPM)
+            || public.has(attr::FIXED_PARENT)
+            || public.has(attr::RESTRICTED)
+        {
             return Err(TpmRc::ATTRIBUTES.param(2));
         }
-        let inner = protect::strip_tpm2b(private).map_err(|rc| rc.param(1))?;
-        Some(Sensitive::parse(inner, public.object_type()).map_err(|rc| rc.param(1))?)
+        // `inPrivate` is a TPM2B_SENSITIVE whose size the reader already consumed: `private`
+        // is the TPMT_SENSITIVE itself (Part 3, 12.3.2).
+        Some(Sensitive::parse(private, public.object_type()).map_err(|rc| rc.param(1))?)
     };
     if sensitive.is_some() {
         public.validate().map_err(|rc| rc.param(2))?;
