@@ -97,7 +97,7 @@ fn duplicate(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
         }
         None => (Zeroizing::new(Vec::new()), Vec::new()),
     };
-    let mut blob = sensitive.to_tpm2b(object.public.object_type());
+    let mut blob = sensitive.to_tpm2b_padded(object.public.object_type(), object.name_alg());
     let mut key_out = Zeroizing::new(Vec::new());
     if !sym_def.is_null() {
         let key = if key_in.is_empty() {
@@ -186,9 +186,11 @@ fn import(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     // Validate the pair as Load would, so a bad import fails now rather than at Load.
     public.validate().map_err(|rc| rc.param(2))?;
     let object_type = public.object_type();
+    let name_alg = public.name_alg;
     Object::new(public, Some(sensitive.clone()), parent.hierarchy, &[])
         .map_err(|rc| rc.param(3))?;
-    let private = protect::wrap_child(&parent, &name, &sensitive.to_tpm2b(object_type))?;
+    let plain = sensitive.to_tpm2b_padded(object_type, name_alg);
+    let private = protect::wrap_child(&mut |b| ctx.random(b), &parent, &name, &plain)?;
     let mut w = Writer::new();
     w.tpm2b(&private);
     Ok(Response::params(w))

@@ -129,7 +129,8 @@ fn make_child(
         object::generate(template, &sc.auth, &sc.data, Source::Random(&mut fill))
             .map_err(|rc| rc.param(2))?;
     let name = public.name();
-    let private = protect::wrap_child(parent, &name, &sensitive.to_tpm2b(public.object_type()))?;
+    let plain = sensitive.to_tpm2b_padded(public.object_type(), public.name_alg);
+    let private = protect::wrap_child(&mut |b| ctx.random(b), parent, &name, &plain)?;
     Ok(NewChild {
         public,
         sensitive,
@@ -336,11 +337,9 @@ fn object_change_auth(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Respons
     }
     let mut sensitive = obj.sensitive.clone().ok_or(TpmRc::KEY.handle(1))?;
     sensitive.auth = AuthValue::new(new_auth);
-    let private = protect::wrap_child(
-        &parent,
-        &obj.name,
-        &sensitive.to_tpm2b(obj.public.object_type()),
-    )?;
+    // A fresh IV: the new private area shares key and Name with the old one.
+    let plain = sensitive.to_tpm2b_padded(obj.public.object_type(), obj.name_alg());
+    let private = protect::wrap_child(&mut |b| ctx.random(b), &parent, &obj.name, &plain)?;
     let mut w = Writer::new();
     w.tpm2b(&private);
     Ok(Response::params(w))

@@ -46,6 +46,28 @@ impl Sensitive {
             .tpm2b(&self.secret);
     }
 
+    /// TPM2B_SENSITIVE as it goes into a private or duplication blob: the authValue is
+    /// zero-padded to the digest size of the object's `name_alg`, so the blob does not reveal
+    /// how long it is (reference implementation, MarshalSensitive). Loading trims the zeros
+    /// again ([`AuthValue::new`]), and trailing zeros of an authValue are not significant.
+    pub fn to_tpm2b_padded(&self, object_type: u16, name_alg: HashAlg) -> Zeroizing<Vec<u8>> {
+        let auth = self.auth.as_bytes();
+        let mut padded = Zeroizing::new(alloc::vec![0u8; name_alg.digest_size().max(auth.len())]);
+        if let Some(head) = padded.get_mut(..auth.len()) {
+            head.copy_from_slice(auth);
+        }
+        let mut inner = Writer::new();
+        inner
+            .u16(object_type)
+            .tpm2b(&padded)
+            .tpm2b(&self.seed)
+            .tpm2b(&self.secret);
+        let inner = Zeroizing::new(inner.into_vec());
+        let mut w = Writer::new();
+        w.tpm2b(&inner);
+        Zeroizing::new(w.into_vec())
+    }
+
     /// TPM2B_SENSITIVE: size then TPMT_SENSITIVE.
     pub fn to_tpm2b(&self, object_type: u16) -> Zeroizing<Vec<u8>> {
         let mut inner = Writer::new();

@@ -3,9 +3,16 @@
 //!
 //! The outer wrap is the same for child objects under a storage parent, duplication blobs and
 //! credentials: symKey = KDFa(nameAlg, seed, "STORAGE", Name, ε, keyBits) encrypts the
-//! plaintext with AES-CFB and a zero IV; HMACkey = KDFa(nameAlg, seed, "INTEGRITY", ε, ε,
-//! digestBits) gives outerHMAC = HMAC(HMACkey, encrypted || Name); the blob is
-//! TPM2B_DIGEST(outerHMAC) || encrypted. A single flipped bit fails the HMAC: TPM_RC_INTEGRITY.
+//! plaintext with AES-CFB; HMACkey = KDFa(nameAlg, seed, "INTEGRITY", ε, ε, digestBits) gives
+//! outerHMAC = HMAC(HMACkey, encrypted || Name); the blob is TPM2B_DIGEST(outerHMAC) ||
+//! encrypted. A single flipped bit fails the HMAC: TPM_RC_INTEGRITY.
+//!
+//! Duplication blobs and credentials use a fresh seed each time, so their IV is zero. A child's
+//! private area is protected by the parent's fixed seed and its own Name, which stay the same
+//! when the object is wrapped again (ObjectChangeAuth, Import of the same key): it gets a random
+//! IV, stored as a TPM2B_IV in front of the ciphertext and covered by the HMAC, so two private
+//! areas of one object never share a CFB keystream (reference implementation,
+//! SensitiveToPrivate / ProduceOuterWrap with useIV).
 
 use alloc::vec::Vec;
 
@@ -21,13 +28,25 @@ use crate::object::public::{Cursor, SymDef};
 use crate::object::{Key, Object};
 use crate::rc::{TpmRc, TpmResult};
 
-/// Outer-wraps `plain` (Part 1, 23.3.2.3).
+/// Outer-wraps `plain` with a zero IV (Part 1, 23.3.2.3).
 pub fn outer_wrap(
     alg: HashAlg,
     sym: SymDef,
     seed: &[u8],
     name: &[u8],
     plain: &[u8],
+) -> TpmResult<Vec<u8>> {
+    outer_wrap_iv(alg, sym, seed, name, plain, None)
+}
+
+/// Outer-wraps `plain`; with `iv`, the encrypted part is TPM2B_IV(iv) || CFB(iv, plain).
+fn outer_wrap_iv(
+    alg: HashAlg,
+    sym: SymDef,
+    seed: &[u8],
+    name: &[u8],
+    plain: &[u8],
+    iv: Option<[u8; sym::BLOCK]>,
 ) -> TpmResult<Vec<u8>> {
     let sym_key = Zeroizing::new(kdf::kdfa(
         alg,
@@ -37,8 +56,16 @@ pub fn outer_wrap(
         &[],
         u32::from(sym.bits),
     ));
-    let mut enc = plain.to_vec();
-    sym::cfb_encrypt(&sym_key, &mut enc)?;
+    let mut body = Writer::new();
+    let mut chain = [0u8; sym::BLOCK];
+    if let Some(iv) = iv {
+        body.tpm2b(&iv);
+        chain = iv;
+    }
+    let mut ct = plain.to_vec();
+    sym::aes(sym::mode::CFB, &sym_key, &mut chain, false, &mut ct)?;
+    body.bytes(&ct);
+    let enc = body.into_vec();
     let hmac_key = Zeroizing::new(kdf::kdfa(
         alg,
         seed,
@@ -53,13 +80,27 @@ pub fn outer_wrap(
     Ok(w.into_vec())
 }
 
-/// Checks and removes the outer wrap. TPM_RC_INTEGRITY when the HMAC does not match.
+/// Checks and removes the outer wrap of [`outer_wrap`]. TPM_RC_INTEGRITY when the HMAC does not
+/// match.
 pub fn outer_unwrap(
     alg: HashAlg,
     sym: SymDef,
     seed: &[u8],
     name: &[u8],
     blob: &[u8],
+) -> TpmResult<Zeroizing<Vec<u8>>> {
+    outer_unwrap_iv(alg, sym, seed, name, blob, false)
+}
+
+/// Checks and removes an outer wrap; with `use_iv` the encrypted part starts with a TPM2B_IV
+/// that must be one AES block (TPM_RC_VALUE otherwise, as the reference UnwrapOuter).
+fn outer_unwrap_iv(
+    alg: HashAlg,
+    sym: SymDef,
+    seed: &[u8],
+    name: &[u8],
+    blob: &[u8],
+    use_iv: bool,
 ) -> TpmResult<Zeroizing<Vec<u8>>> {
     let mut c = Cursor::new(blob);
     let mac = c.tpm2b(64).map_err(|_| TpmRc::INSUFFICIENT)?;
@@ -87,8 +128,14 @@ pub fn outer_unwrap(
         &[],
         u32::from(sym.bits),
     ));
-    let mut plain = Zeroizing::new(enc.to_vec());
-    sym::cfb_decrypt(&sym_key, &mut plain)?;
+    let mut chain = [0u8; sym::BLOCK];
+    let mut body = Cursor::new(enc);
+    if use_iv {
+        let iv = body.tpm2b(sym::BLOCK).map_err(|_| TpmRc::VALUE)?;
+        chain = iv.try_into().map_err(|_| TpmRc::VALUE)?;
+    }
+    let mut plain = Zeroizing::new(body.buf.to_vec());
+    sym::aes(sym::mode::CFB, &sym_key, &mut chain, true, &mut plain)?;
     Ok(plain)
 }
 
@@ -102,25 +149,35 @@ pub fn strip_tpm2b(buf: &[u8]) -> TpmResult<&[u8]> {
     Ok(c.buf)
 }
 
-/// Protects a child's TPM2B_SENSITIVE under its storage parent: the TPM2B_PRIVATE payload.
-pub fn wrap_child(parent: &Object, name: &[u8], sensitive_tpm2b: &[u8]) -> TpmResult<Vec<u8>> {
-    outer_wrap(
+/// Protects a child's TPM2B_SENSITIVE under its storage parent, with an IV from `random`: the
+/// TPM2B_PRIVATE payload.
+pub fn wrap_child(
+    random: &mut dyn FnMut(&mut [u8]),
+    parent: &Object,
+    name: &[u8],
+    sensitive_tpm2b: &[u8],
+) -> TpmResult<Vec<u8>> {
+    let mut iv = [0u8; sym::BLOCK];
+    random(&mut iv);
+    outer_wrap_iv(
         parent.name_alg(),
         parent.public.symmetric(),
         parent.seed()?,
         name,
         sensitive_tpm2b,
+        Some(iv),
     )
 }
 
 /// Recovers a child's TPMT_SENSITIVE bytes from its TPM2B_PRIVATE payload.
 pub fn unwrap_child(parent: &Object, name: &[u8], private: &[u8]) -> TpmResult<Zeroizing<Vec<u8>>> {
-    let plain = outer_unwrap(
+    let plain = outer_unwrap_iv(
         parent.name_alg(),
         parent.public.symmetric(),
         parent.seed()?,
         name,
         private,
+        true,
     )?;
     let inner = strip_tpm2b(&plain).map_err(|_| TpmRc::INTEGRITY)?;
     Ok(Zeroizing::new(inner.to_vec()))
