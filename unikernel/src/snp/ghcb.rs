@@ -107,6 +107,10 @@ pub enum PageState {
     Private = 1,
     /// Shared with the hypervisor.
     Shared = 2,
+    /// GHCB page-state change only (§4.1.6 operation 3, "PSMASH hint"): ask the hypervisor to
+    /// split a 2 MiB RMP entry into 512 4 KiB entries (state and validation kept), so that one
+    /// 4 KiB page of a frame validated as 2 MiB can be rescinded.
+    Psmash = 3,
 }
 
 /// Termination reason code sets and codes (§2.3.1, "Termination Request").

@@ -14,18 +14,22 @@
 //! - [`pvalidate`]: PVALIDATE, page-state changes, `make_shared`/`make_private`.
 //! - [`secrets`], [`cpuid`]: the secrets page (VMPCKs) and the CPUID page.
 //! - [`guest_request`]: MSG_REPORT_REQ/MSG_KEY_REQ encrypted with VMPCK0.
+//! - [`pagetable`]: C-bit arithmetic on page-table entries (what boot.s and `mm::snp` do).
+//! - [`bounce`]: page accounting for the shared virtio DMA pool.
 //!
 //! Everything except the instruction wrappers (`msr`, `pvalidate::pvalidate`,
 //! `ghcb::vmgexit`) and the `target_os = "none"` glue ([`hw`]) is pure and unit-tested on the
 //! host against the spec tables. On a plain (non-SNP) boot [`detect`] reports "not active" and
 //! no other SNP path runs.
 
+pub mod bounce;
 pub mod cpuid;
 pub mod ghcb;
 pub mod guest_request;
 #[cfg(target_os = "none")]
 pub mod hw;
 pub mod msr;
+pub mod pagetable;
 pub mod pvalidate;
 pub mod secrets;
 pub mod status;

@@ -357,10 +357,43 @@ pub fn make_shared<H: Hypervisor + ?Sized>(
     range: Range<u64>,
 ) -> Result<(), ShareError> {
     check_range(&range)?;
-    validate_range(range.clone(), false, |a, s, v| mem.pvalidate(a, s, v))
-        .map_err(ShareError::Pvalidate)?;
+    rescind_range(hv, mem, range.clone())?;
     page_state_change(hv, range.clone(), PageState::Shared).map_err(ShareError::Ghcb)?;
     mem.set_encrypted(range, false);
+    Ok(())
+}
+
+/// Rescinds validation of every page of `range` (2 MiB pages where the range allows). The
+/// RMP page size must match PVALIDATE's (APM vol. 3, "PVALIDATE": FAIL_SIZEMISMATCH):
+/// - a 2 MiB request on 4 KiB RMP entries is retried as 512 small ones ([`validate_range`]);
+/// - a 4 KiB request inside a frame validated as one 2 MiB entry (accepted heap RAM) needs the
+///   hypervisor to PSMASH that entry first (GHCB #56421 §4.1.6, operation 3), then is retried.
+///
+/// # Errors
+/// [`ShareError`].
+pub fn rescind_range<H: Hypervisor + ?Sized>(
+    hv: &mut H,
+    mem: &mut dyn SnpMemory,
+    range: Range<u64>,
+) -> Result<(), ShareError> {
+    for (addr, size) in page_plan(range) {
+        match size {
+            PageSize::Size2M => validate_range(addr..addr + PAGE_2M, false, |a, s, v| {
+                mem.pvalidate(a, s, v)
+            })
+            .map_err(ShareError::Pvalidate)?,
+            PageSize::Size4K => match mem.pvalidate(addr, PageSize::Size4K, false) {
+                Err(PvalidateError::SizeMismatch) => {
+                    let frame = addr & !(PAGE_2M - 1);
+                    page_state_change(hv, frame..frame + PAGE_2M, PageState::Psmash)
+                        .map_err(ShareError::Ghcb)?;
+                    mem.pvalidate(addr, PageSize::Size4K, false)
+                        .map_err(ShareError::Pvalidate)?;
+                }
+                r => r.map_err(ShareError::Pvalidate)?,
+            },
+        }
+    }
     Ok(())
 }
 
@@ -376,6 +409,26 @@ pub fn make_private<H: Hypervisor + ?Sized>(
 ) -> Result<(), ShareError> {
     check_range(&range)?;
     mem.set_encrypted(range.clone(), true);
+    page_state_change(hv, range.clone(), PageState::Private).map_err(ShareError::Ghcb)?;
+    validate_range(range, true, |a, s, v| mem.pvalidate(a, s, v)).map_err(ShareError::Pvalidate)
+}
+
+/// Accepts RAM that is mapped private but was not validated at launch (the heap: everything
+/// outside the SEV metadata ranges): page-state change to private, then PVALIDATE in 2 MiB
+/// pages where the range allows, else 4 KiB (reference/snp-launch-and-attestation.md §3.2;
+/// GHCB #56421 §4.1.6). Unlike [`make_private`] it leaves the page tables alone: the boot
+/// mapping already carries the C-bit, and changing it could need a page-table allocation
+/// before there is a heap.
+///
+/// # Errors
+/// [`ShareError`]; a page validated twice (`NoUpdate`) is an error (the hypervisor may be
+/// replaying a page).
+pub fn accept_memory<H: Hypervisor + ?Sized>(
+    hv: &mut H,
+    mem: &mut dyn SnpMemory,
+    range: Range<u64>,
+) -> Result<(), ShareError> {
+    check_range(&range)?;
     page_state_change(hv, range.clone(), PageState::Private).map_err(ShareError::Ghcb)?;
     validate_range(range, true, |a, s, v| mem.pvalidate(a, s, v)).map_err(ShareError::Pvalidate)
 }

@@ -232,3 +232,135 @@ fn make_shared_and_private_order() {
     );
     assert_eq!(pte_with_c_bit(0x1003, 0, true), 0x1003);
 }
+
+#[test]
+fn accept_memory_goes_private_then_validates_in_2m_and_4k_pages() {
+    let rmp = Rc::new(RefCell::new(BTreeMap::new()));
+    // The hypervisor thinks the range is shared (never touched by the guest).
+    for gfn in 0x1ff..0x602 {
+        rmp.borrow_mut().insert(gfn, true);
+    }
+    let mut hv = psc_model(2, rmp.clone());
+    let mut mem = MemModel::default();
+    accept_memory(&mut hv, &mut mem, 0x1F_F000..0x60_2000).unwrap();
+    assert_eq!(
+        mem.log,
+        [
+            "pvalidate 0x1ff000 Size4K true",
+            "pvalidate 0x200000 Size2M true",
+            "pvalidate 0x400000 Size2M true",
+            "pvalidate 0x600000 Size4K true",
+            "pvalidate 0x601000 Size4K true",
+        ]
+    );
+    // No C-bit change, and every page private in the model RMP.
+    assert!(!mem.log.iter().any(|l| l.starts_with("cbit")));
+    assert!(rmp.borrow().range(0x1ff..0x602).all(|(_, shared)| !shared));
+    assert_eq!(
+        accept_memory(&mut hv, &mut mem, 0x1000..0x1800),
+        Err(ShareError::Alignment)
+    );
+}
+
+/// PVALIDATE against an RMP model: frames in `large` are one validated 2 MiB entry, every
+/// other page a 4 KiB entry with its validated bit in `small`.
+#[derive(Default)]
+struct RmpMem {
+    large: std::collections::BTreeSet<u64>,
+    small: BTreeMap<u64, bool>,
+    log: Vec<String>,
+}
+
+impl SnpMemory for RmpMem {
+    fn set_encrypted(&mut self, range: Range<u64>, encrypted: bool) {
+        self.log.push(format!(
+            "cbit {:#x}..{:#x} {encrypted}",
+            range.start, range.end
+        ));
+    }
+    fn pvalidate(
+        &mut self,
+        addr: u64,
+        size: PageSize,
+        validate: bool,
+    ) -> Result<(), PvalidateError> {
+        self.log
+            .push(format!("pvalidate {addr:#x} {size:?} {validate}"));
+        let frame = addr & !(PAGE_2M - 1);
+        if self.large.contains(&frame) != (size == PageSize::Size2M) {
+            return Err(PvalidateError::SizeMismatch);
+        }
+        if size == PageSize::Size2M {
+            return Ok(()); // not tracked further
+        }
+        let old = self.small.insert(addr, validate).unwrap_or(false);
+        if old == validate {
+            return Err(PvalidateError::NoUpdate);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn sharing_one_page_of_a_2m_validated_frame_asks_for_psmash() {
+    use std::rc::Rc;
+    let psc_ops = Rc::new(RefCell::new(Vec::new()));
+    let ops = psc_ops.clone();
+    let mem = Rc::new(RefCell::new(RmpMem::default()));
+    mem.borrow_mut().large.insert(0x40_0000);
+    let rmp = mem.clone();
+    let mut hv = ModelHv::new(
+        |_| 0,
+        move |g: &mut GhcbPage| {
+            let buf = g.shared_buffer_mut();
+            let (cur, end) = psc_progress(buf);
+            for i in cur..=end {
+                let at = 8 + 8 * usize::from(i);
+                let e = u64::from_le_bytes(buf[at..at + 8].try_into().unwrap());
+                let (gfn, op, large) = ((e >> 12) & ((1 << 40) - 1), (e >> 52) & 0xf, e >> 56 & 1);
+                ops.borrow_mut().push((gfn << 12, op, large));
+                if op == 3 {
+                    // PSMASH: 512 validated 4 KiB entries.
+                    let frame = gfn << 12;
+                    let mut m = rmp.borrow_mut();
+                    m.large.remove(&frame);
+                    for p in 0..512 {
+                        m.small.insert(frame + p * 0x1000, true);
+                    }
+                }
+            }
+            buf[0..2].copy_from_slice(&(end + 1).to_le_bytes());
+            g.set_qword(field::SW_EXIT_INFO_1, 0);
+            g.set_qword(field::SW_EXIT_INFO_2, 0);
+        },
+    );
+    struct Shim(Rc<RefCell<RmpMem>>);
+    impl SnpMemory for Shim {
+        fn set_encrypted(&mut self, r: Range<u64>, e: bool) {
+            self.0.borrow_mut().set_encrypted(r, e)
+        }
+        fn pvalidate(&mut self, a: u64, s: PageSize, v: bool) -> Result<(), PvalidateError> {
+            self.0.borrow_mut().pvalidate(a, s, v)
+        }
+    }
+    make_shared(&mut hv, &mut Shim(mem.clone()), 0x40_3000..0x40_5000).unwrap();
+    assert_eq!(
+        *psc_ops.borrow(),
+        [
+            (0x40_0000, 3, 1), // PSMASH the 2 MiB entry
+            (0x40_3000, 2, 0), // then both pages shared
+            (0x40_4000, 2, 0),
+        ]
+    );
+    assert_eq!(
+        mem.borrow().log,
+        [
+            "pvalidate 0x403000 Size4K false", // SIZEMISMATCH
+            "pvalidate 0x403000 Size4K false",
+            "pvalidate 0x404000 Size4K false", // already split: no second PSMASH
+            "cbit 0x403000..0x405000 false",
+        ]
+    );
+    assert_eq!(mem.borrow().small.get(&0x40_3000), Some(&false));
+    assert_eq!(mem.borrow().small.get(&0x40_5000), Some(&true));
+}
