@@ -621,6 +621,20 @@ pub fn parse_key_response(p: &[u8]) -> Result<DerivedKey, GuestRequestError> {
     Ok(DerivedKey(key))
 }
 
+/// SW_EXITINFO2[63:32] hypervisor error codes for guest requests (GHCB #56421 §4.1.8, and
+/// Linux `SNP_GUEST_VMM_ERR_*`).
+pub mod vmm_error {
+    /// Extended request: the certificate buffer is too small; RBX holds the pages needed.
+    pub const INVALID_LEN: u32 = 1;
+    /// The hypervisor is busy (e.g. rate limiting): resend the very same request.
+    pub const BUSY: u32 = 2;
+}
+
+/// How often a request the hypervisor answered "busy" is re-sent before giving up. Re-sending
+/// is safe: "busy" means the PSP never saw the message, so the sequence number is unused
+/// (Linux's sev-guest resends the same encrypted message too).
+pub const BUSY_RETRIES: usize = 64;
+
 /// The SNP_GUEST_REQUEST NAE event (GHCB #56421 §4.1.8, exit 0x8000_0011) over two pages the
 /// guest has made shared: the request is copied into `request_page`, the hypervisor forwards
 /// it to the PSP, and the PSP's answer lands in `response_page`.
@@ -637,34 +651,104 @@ pub struct GhcbTransport<'a, H: super::ghcb::Hypervisor + ?Sized> {
     pub response_gpa: u64,
 }
 
+/// One guest-request exit, re-sent while the hypervisor reports [`vmm_error::BUSY`] (at most
+/// [`BUSY_RETRIES`] extra times). `extra` fills more GHCB fields (the extended request's
+/// RAX/RBX). Returns SW_EXITINFO2 and the GHCB's RBX after the last exit.
+fn guest_request_exit<H: super::ghcb::Hypervisor + ?Sized>(
+    hv: &mut H,
+    code: u64,
+    req: u64,
+    rsp: u64,
+    extra: &dyn Fn(&mut super::ghcb::GhcbPage),
+) -> Result<(u64, u64), TransportError> {
+    use super::ghcb::{self, field};
+    for _ in 0..=BUSY_RETRIES {
+        let called = ghcb::ghcb_call(hv, code, req, rsp, |g, _| extra(g));
+        let page = hv.ghcb();
+        let (info2, rbx) = page.map_or((u64::MAX, 0), |g| {
+            (g.qword(field::SW_EXIT_INFO_2), g.qword(field::RBX))
+        });
+        if called.is_err() {
+            return Err(TransportError {
+                vmm: u32::MAX,
+                firmware: 0,
+            });
+        }
+        if (info2 >> 32) as u32 != vmm_error::BUSY {
+            return Ok((info2, rbx));
+        }
+        core::hint::spin_loop();
+    }
+    Err(TransportError {
+        vmm: vmm_error::BUSY,
+        firmware: 0,
+    })
+}
+
+fn split_info2(info2: u64) -> Result<(), TransportError> {
+    match info2 {
+        0 => Ok(()),
+        e => Err(TransportError {
+            vmm: (e >> 32) as u32,
+            firmware: e as u32,
+        }),
+    }
+}
+
 impl<H: super::ghcb::Hypervisor + ?Sized> GuestRequestTransport for GhcbTransport<'_, H> {
     fn exchange(
         &mut self,
         request: &[u8; MSG_PAGE_SIZE],
         response: &mut [u8; MSG_PAGE_SIZE],
     ) -> Result<(), TransportError> {
-        use super::ghcb::{self, exit, field};
+        use super::ghcb::exit;
         *self.request_page = *request;
         self.response_page.fill(0);
         let (req, rsp) = (self.request_gpa, self.response_gpa);
-        let called = ghcb::ghcb_call(self.hv, exit::SNP_GUEST_REQUEST, req, rsp, |_, _| {});
-        let info2 = self
-            .hv
-            .ghcb()
-            .map_or(u64::MAX, |g| g.qword(field::SW_EXIT_INFO_2));
-        match (called, info2) {
-            (Ok(()), 0) => {
-                *response = *self.response_page;
-                Ok(())
-            }
-            (Ok(()), e) => Err(TransportError {
-                vmm: (e >> 32) as u32,
-                firmware: e as u32,
-            }),
-            (Err(_), _) => Err(TransportError {
-                vmm: u32::MAX,
-                firmware: 0,
-            }),
+        let (info2, _) = guest_request_exit(self.hv, exit::SNP_GUEST_REQUEST, req, rsp, &|_| {})?;
+        split_info2(info2)?;
+        *response = *self.response_page;
+        Ok(())
+    }
+}
+
+/// The SNP_EXTENDED_GUEST_REQUEST NAE event (GHCB #56421 §4.1.8.2, exit 0x8000_0012): a guest
+/// request plus a shared buffer (RAX = its GPA, RBX = its size in pages) that the hypervisor
+/// fills with the host's certificate table (VCEK/VLEK, ASK, ARK) for an MSG_REPORT_REQ.
+pub struct ExtGhcbTransport<'a, H: super::ghcb::Hypervisor + ?Sized> {
+    /// The plain guest-request pages.
+    pub base: GhcbTransport<'a, H>,
+    /// Shared certificate buffer (whole pages).
+    pub certs: &'a mut [u8],
+    /// GPA of `certs`.
+    pub certs_gpa: u64,
+    /// After a [`vmm_error::INVALID_LEN`] answer: the pages the hypervisor asked for.
+    pub pages_needed: Option<u64>,
+}
+
+impl<H: super::ghcb::Hypervisor + ?Sized> GuestRequestTransport for ExtGhcbTransport<'_, H> {
+    fn exchange(
+        &mut self,
+        request: &[u8; MSG_PAGE_SIZE],
+        response: &mut [u8; MSG_PAGE_SIZE],
+    ) -> Result<(), TransportError> {
+        use super::ghcb::{exit, field};
+        *self.base.request_page = *request;
+        self.base.response_page.fill(0);
+        self.certs.fill(0);
+        self.pages_needed = None;
+        let (req, rsp) = (self.base.request_gpa, self.base.response_gpa);
+        let (gpa, pages) = (self.certs_gpa, (self.certs.len() / 4096) as u64);
+        let (info2, rbx) =
+            guest_request_exit(self.base.hv, exit::SNP_EXT_GUEST_REQUEST, req, rsp, &|g| {
+                g.set_qword(field::RAX, gpa);
+                g.set_qword(field::RBX, pages);
+            })?;
+        if (info2 >> 32) as u32 == vmm_error::INVALID_LEN {
+            self.pages_needed = Some(rbx);
         }
+        split_info2(info2)?;
+        *response = *self.base.response_page;
+        Ok(())
     }
 }

@@ -456,7 +456,7 @@ fn snp_guest_request_exit_fields_and_errors() {
     assert_eq!(sent.qword(field::SW_EXIT_INFO_1), 0xA000);
     assert_eq!(sent.qword(field::SW_EXIT_INFO_2), 0xB000);
 
-    let mut hv = answer((2 << 32) | 0x16);
+    let mut hv = answer((1 << 32) | 0x16);
     let mut t = GhcbTransport {
         hv: &mut hv,
         request_page: &mut req_page,
@@ -467,8 +467,237 @@ fn snp_guest_request_exit_fields_and_errors() {
     assert_eq!(
         t.exchange(&request, &mut response),
         Err(TransportError {
-            vmm: 2,
+            vmm: 1,
             firmware: 0x16
         })
     );
+    assert_eq!(hv.exits.len(), 1, "only BUSY is retried");
+}
+
+/// The hypervisor and the PSP behind the GHCB: reads the request page and writes the response
+/// (and certificate) pages by GPA, where the tests pass the host addresses of the pages they
+/// hand to the transport (identity "guest memory"). It answers BUSY `busy` times first; an
+/// extended request whose buffer is smaller than `certs_pages` gets INVALID_LEN with the
+/// page count in RBX.
+struct HostModel {
+    page: crate::snp::ghcb::GhcbPage,
+    fw: FirmwareModel,
+    busy: usize,
+    certs_pages: u64,
+    /// (exit code, SW_EXITINFO1, SW_EXITINFO2, RAX, RBX) as the guest sent them.
+    exits: Vec<[u64; 5]>,
+}
+
+impl HostModel {
+    fn new(busy: usize) -> Self {
+        Self {
+            page: crate::snp::ghcb::GhcbPage::new(),
+            fw: FirmwareModel::new(),
+            busy,
+            certs_pages: 2,
+            exits: Vec::new(),
+        }
+    }
+}
+
+impl crate::snp::ghcb::Hypervisor for HostModel {
+    fn msr_protocol(&mut self, _request: u64) -> u64 {
+        unreachable!("guest requests use the GHCB page")
+    }
+    fn ghcb(&mut self) -> Option<&mut crate::snp::ghcb::GhcbPage> {
+        Some(&mut self.page)
+    }
+    fn ghcb_gpa(&self) -> u64 {
+        crate::snp::testutil::MODEL_GHCB_GPA
+    }
+    fn ghcb_exit(&mut self) {
+        use crate::snp::ghcb::{exit, field};
+        let g = &mut self.page;
+        let sent = [
+            g.qword(field::SW_EXIT_CODE),
+            g.qword(field::SW_EXIT_INFO_1),
+            g.qword(field::SW_EXIT_INFO_2),
+            g.qword(field::RAX),
+            g.qword(field::RBX),
+        ];
+        self.exits.push(sent);
+        let [code, req, rsp, rax, rbx] = sent;
+        g.set_qword(field::SW_EXIT_INFO_1, 0);
+        if self.busy > 0 {
+            self.busy -= 1;
+            g.set_qword(field::SW_EXIT_INFO_2, u64::from(vmm_error::BUSY) << 32);
+            return;
+        }
+        if code == exit::SNP_EXT_GUEST_REQUEST && rbx < self.certs_pages {
+            g.set_qword(
+                field::SW_EXIT_INFO_2,
+                u64::from(vmm_error::INVALID_LEN) << 32,
+            );
+            g.set_qword(field::RBX, self.certs_pages);
+            return;
+        }
+        // SAFETY: test only. The GPAs are the addresses of live, distinct page buffers the test
+        // handed to the transport, which does not touch them during the exit; like the real
+        // hypervisor, the model writes guest memory behind the transport's `&mut` borrow.
+        let (request, response) = unsafe {
+            (
+                &*(req as *const [u8; MSG_PAGE_SIZE]),
+                &mut *(rsp as *mut [u8; MSG_PAGE_SIZE]),
+            )
+        };
+        let info2 = match self.fw.exchange(request, response) {
+            Ok(()) => 0,
+            Err(e) => (u64::from(e.vmm) << 32) | u64::from(e.firmware),
+        };
+        if code == exit::SNP_EXT_GUEST_REQUEST && info2 == 0 {
+            // SAFETY: test only, as above; `rax` is the live certificate buffer (2 pages).
+            unsafe { (rax as *mut u8).copy_from_nonoverlapping(b"CERT-TABLE".as_ptr(), 10) };
+        }
+        g.set_qword(field::SW_EXIT_INFO_2, info2);
+    }
+}
+
+type Page = Box<[u8; MSG_PAGE_SIZE]>;
+
+fn pages() -> (Page, Page) {
+    (
+        Box::new([0u8; MSG_PAGE_SIZE]),
+        Box::new([0u8; MSG_PAGE_SIZE]),
+    )
+}
+
+fn transport<'a>(
+    hv: &'a mut HostModel,
+    req: &'a mut Page,
+    rsp: &'a mut Page,
+) -> GhcbTransport<'a, HostModel> {
+    let (request_gpa, response_gpa) = (req.as_ptr() as u64, rsp.as_ptr() as u64);
+    GhcbTransport {
+        hv,
+        request_page: req,
+        request_gpa,
+        response_page: rsp,
+        response_gpa,
+    }
+}
+
+#[test]
+fn busy_hypervisor_gets_the_same_message_again() {
+    let mut hv = HostModel::new(3);
+    let (mut req, mut rsp) = pages();
+    let mut ch = channel();
+    let report = ch
+        .get_report(
+            &mut transport(&mut hv, &mut req, &mut rsp),
+            &ReportRequest {
+                report_data: [7; 64],
+                vmpl: 0,
+                key_sel: KeySel::Default,
+            },
+        )
+        .unwrap();
+    assert_eq!(report.report.report_data, [7; 64]);
+    assert_eq!(hv.exits.len(), 4, "3 x BUSY, then forwarded");
+    assert!(
+        hv.exits.windows(2).all(|w| w[0] == w[1]),
+        "same exit each time"
+    );
+    assert_eq!(hv.fw.requests, 1, "the PSP saw the message once");
+    assert_eq!(ch.last_seqno(), 2);
+    // The next request still lines up with the firmware's sequence numbers.
+    ch.get_derived_key(
+        &mut transport(&mut hv, &mut req, &mut rsp),
+        &KeyRequest::sealing(),
+    )
+    .unwrap();
+    assert_eq!(ch.last_seqno(), 4);
+}
+
+#[test]
+fn busy_forever_is_bounded_and_disables_the_channel() {
+    let mut hv = HostModel::new(usize::MAX);
+    let (mut req, mut rsp) = pages();
+    let mut ch = channel();
+    let err = ch
+        .get_derived_key(
+            &mut transport(&mut hv, &mut req, &mut rsp),
+            &KeyRequest::sealing(),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        GuestRequestError::Transport(TransportError {
+            vmm: vmm_error::BUSY,
+            firmware: 0
+        })
+    );
+    assert_eq!(hv.exits.len(), BUSY_RETRIES + 1);
+    assert_eq!(hv.fw.requests, 0);
+    assert!(ch.is_disabled());
+}
+
+#[test]
+fn extended_request_fills_the_certificate_buffer() {
+    use crate::snp::ghcb::exit;
+    let mut hv = HostModel::new(1);
+    let (mut req, mut rsp) = pages();
+    let mut certs = vec![0xeeu8; 2 * 4096];
+    let certs_gpa = certs.as_ptr() as u64;
+    let mut t = ExtGhcbTransport {
+        base: transport(&mut hv, &mut req, &mut rsp),
+        certs: &mut certs,
+        certs_gpa,
+        pages_needed: None,
+    };
+    let mut ch = channel();
+    let req_data = ReportRequest {
+        report_data: [9; 64],
+        vmpl: 0,
+        key_sel: KeySel::Default,
+    };
+    let report = ch.get_report(&mut t, &req_data).unwrap();
+    assert_eq!(report.report.report_data, [9; 64]);
+    assert_eq!(t.pages_needed, None);
+    assert_eq!(&certs[..10], b"CERT-TABLE");
+    assert!(certs[10..].iter().all(|&b| b == 0), "stale bytes cleared");
+    let [code, _, _, rax, rbx] = hv.exits[1];
+    assert_eq!(code, exit::SNP_EXT_GUEST_REQUEST);
+    assert_eq!((rax, rbx), (certs_gpa, 2));
+    assert_eq!(hv.exits.len(), 2, "BUSY once, then forwarded");
+}
+
+#[test]
+fn extended_request_reports_a_short_certificate_buffer() {
+    let mut hv = HostModel::new(0);
+    hv.certs_pages = 3;
+    let (mut req, mut rsp) = pages();
+    let mut certs = vec![0u8; 4096];
+    let certs_gpa = certs.as_ptr() as u64;
+    let mut t = ExtGhcbTransport {
+        base: transport(&mut hv, &mut req, &mut rsp),
+        certs: &mut certs,
+        certs_gpa,
+        pages_needed: None,
+    };
+    let mut ch = channel();
+    let err = ch
+        .get_report(
+            &mut t,
+            &ReportRequest {
+                report_data: [0; 64],
+                vmpl: 0,
+                key_sel: KeySel::Default,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        GuestRequestError::Transport(TransportError {
+            vmm: vmm_error::INVALID_LEN,
+            firmware: 0
+        })
+    );
+    assert_eq!(t.pages_needed, Some(3));
+    // Fail closed: the message may have been seen, so the channel is not reused.
+    assert!(ch.is_disabled());
 }
