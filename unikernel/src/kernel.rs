@@ -27,19 +27,72 @@ fn fatal(what: &str) -> ! {
     cpu::halt_forever()
 }
 
+/// Reason codes for [`crate::snp::hw::terminate`] (reason set 1): which step failed before the
+/// serial port could say so.
+mod snp_terminate {
+    /// The first 2 MiB could not be split (the GHCB page cannot be shared alone).
+    pub const LOW_MEMORY: u8 = 1;
+    /// `snp::hw::init_ghcb` failed.
+    pub const GHCB: u8 = 2;
+}
+
+/// SNP step 2 (heap up): the guest-request channel (kept in `snp::hw::GUEST`) and the shared
+/// DMA pool for virtio. Any failure halts: a confidential backend must not run half set up.
+fn snp_services(accepted: u64) {
+    use crate::snp::hw;
+    let mut mem = mm::snp::PageTables::new();
+    let guest = match hw::init(hw::SnpLayout::from_linker(), &mut mem) {
+        Ok(g) => g,
+        Err(e) => {
+            log!("ukvtpm: FATAL: SEV-SNP: guest channel: {e:?}; halting");
+            cpu::halt_forever()
+        }
+    };
+    hw::GUEST.call_once(|| spin::Mutex::new(guest));
+    let pool = match crate::virtio::init_shared_pool() {
+        Ok(r) => r,
+        Err(e) => {
+            log!("ukvtpm: FATAL: SEV-SNP: shared DMA pool: {e:?}; halting");
+            cpu::halt_forever()
+        }
+    };
+    log!(
+        "ukvtpm: SEV-SNP: ghcb={:#x} registered, heap {}KiB accepted, VMPCK0 guest channel ready, dma pool {:#x}..{:#x} shared",
+        hw::ghcb_gpa(),
+        accepted >> 10,
+        pool.start,
+        pool.end
+    );
+}
+
 /// Entry from `rust_start`; never returns.
 pub fn main(tsc_at_reset: u64) -> ! {
     let tsc_at_rust = cpu::rdtsc();
+    let (_, ist) = mm::stack_tops();
+    // Traps come first: under SEV-SNP every CPUID, port I/O and most MSR accesses below raise
+    // #VC (vector 29), which `trap` routes to `snp::hw::handle_vc_trap`.
+    trap::init(ist);
+    // SEV-SNP (snp/): plain KVM/TCG reports "not active" and takes no SNP path below.
+    let snp = crate::snp::detect();
+    // 4 KiB pages for the first 2 MiB (guard pages; under SNP also the GHCB page). No heap.
+    let low_memory = mm::paging::protect_low_memory();
+    if snp.is_snp() {
+        // Before the first port I/O (serial, CMOS) or MTRR access: those need the GHCB page.
+        if low_memory.is_err() {
+            crate::snp::hw::terminate(snp_terminate::LOW_MEMORY);
+        }
+        let layout = crate::snp::hw::SnpLayout::from_linker();
+        if crate::snp::hw::init_ghcb(layout, &mut mm::snp::PageTables::new()).is_err() {
+            crate::snp::hw::terminate(snp_terminate::GHCB);
+        }
+    }
     let write_back = cpu::enable_write_back();
     serial::LOG.lock().init();
-    let (_, ist) = mm::stack_tops();
-    trap::init(ist);
-    // SEV-SNP (snp/): plain KVM/TCG logs "SEV-SNP: not active" and takes no SNP path.
-    log!("ukvtpm: {}", crate::snp::detect());
+    log!("ukvtpm: {snp}");
 
     let ram_top = cmos::ram_top();
-    let heap = match mm::init_heap(ram_top) {
-        Ok(size) => size,
+    let heap_range = match mm::heap_range(ram_top) {
+        Ok(range) => range,
         Err(e) => {
             log!(
                 "ukvtpm: FATAL: heap {} bytes < {} (give QEMU more -m)",
@@ -49,9 +102,27 @@ pub fn main(tsc_at_reset: u64) -> ! {
             cpu::halt_forever()
         }
     };
+    if snp.is_snp() {
+        // Only SNP_SEC_MEM and the secrets/CPUID pages were validated at launch.
+        let mut mem = mm::snp::PageTables::new();
+        if let Err(e) = crate::snp::hw::accept_memory(&mut mem, heap_range.clone()) {
+            log!("ukvtpm: FATAL: SEV-SNP: accepting the heap failed: {e:?}; halting");
+            cpu::halt_forever()
+        }
+    }
+    let heap = match mm::init_heap(heap_range.clone()) {
+        Ok(size) => size,
+        Err(e) => {
+            log!("ukvtpm: FATAL: heap of {} bytes refused", e.available);
+            cpu::halt_forever()
+        }
+    };
 
-    if let Err(e) = mm::paging::protect_low_memory() {
+    if let Err(e) = low_memory {
         log!("ukvtpm: warning: no guard pages ({e:?})");
+    }
+    if snp.is_snp() {
+        snp_services(heap_range.end - heap_range.start);
     }
 
     let apic_id = apic::init();

@@ -1,11 +1,17 @@
 //! virtio-net over the modern PCI transport (`virtio-drivers`) and its smoltcp `Device` glue.
 //!
-//! Memory is identity-mapped, so DMA addresses are virtual addresses. Under SEV-SNP `share` and
-//! `unshare` will bounce through unencrypted pages (DESIGN §6); today they are the identity.
+//! Memory is identity-mapped, so DMA addresses are virtual addresses. On a plain boot DMA
+//! memory is heap memory and `share`/`unshare` are the identity. Under SEV-SNP the device can
+//! only reach shared (unencrypted) pages (DESIGN §6): [`init_shared_pool`] makes one pool of
+//! heap pages shared at boot; `dma_alloc` hands out its pages (the virtqueues), `share` copies
+//! a buffer into a bounce buffer from it and `unshare` copies device-written data back. Heap
+//! pages are never shared in place (their neighbours would leak to the host).
 
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use core::cell::RefCell;
 use core::ptr::NonNull;
+
+use spin::Mutex;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
@@ -14,14 +20,70 @@ use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::{BufferDirection, Hal, PAGE_SIZE, PhysAddr};
 
+use crate::arch::cpu;
 use crate::pci::{self, PortCam};
+use crate::snp::bounce::PagePool;
+use crate::snp::pvalidate::ShareError;
 
 /// Receive/transmit queue size.
 pub const QUEUE_SIZE: usize = 16;
 /// Per-buffer size: an Ethernet frame plus the virtio-net header.
 const BUF_LEN: usize = 2048;
 
-/// The kernel's `virtio-drivers` HAL: heap-backed DMA, identity mapping.
+/// Pages of the shared DMA pool under SNP. With [`QUEUE_SIZE`] 16 the driver holds two
+/// queues x (descriptor+avail page, used page), 16 posted receive buffers of [`BUF_LEN`] (one
+/// bounce page each) and a few transmit bounces: about 30 pages; 64 leaves room.
+const SHARED_POOL_PAGES: usize = 64;
+
+/// The shared DMA pool; `None` on plain boots (then the HAL below is the identity).
+static SHARED_POOL: Mutex<Option<PagePool>> = Mutex::new(None);
+
+/// Why the shared pool could not be set up.
+#[derive(Debug, Clone, Copy)]
+pub enum PoolError {
+    /// No heap for it.
+    OutOfMemory,
+    /// Making it shared failed.
+    Share(ShareError),
+    /// Set up twice or bad geometry.
+    Pool(crate::snp::bounce::PoolError),
+}
+
+/// Under SNP, before [`NetDevice::init`]: takes [`SHARED_POOL_PAGES`] pages from the heap and
+/// makes them shared (rescind validation, page-state change, C-bit clear: `snp::hw`). Returns
+/// the pool's address range.
+///
+/// # Errors
+/// [`PoolError`]; the kernel must not bring the device up then.
+pub fn init_shared_pool() -> Result<core::ops::Range<u64>, PoolError> {
+    let layout = dma_layout(SHARED_POOL_PAGES).ok_or(PoolError::OutOfMemory)?;
+    // SAFETY: the layout has a non-zero size.
+    let base = unsafe { alloc_zeroed(layout) };
+    if base.is_null() {
+        return Err(PoolError::OutOfMemory);
+    }
+    // Never freed: the pool lives as long as the device.
+    let pool = PagePool::new(base as u64, SHARED_POOL_PAGES).map_err(PoolError::Pool)?;
+    let range = pool.range();
+    let mut mem = crate::mm::snp::PageTables::new();
+    crate::snp::hw::make_shared(&mut mem, range.clone()).map_err(PoolError::Share)?;
+    let mut slot = SHARED_POOL.lock();
+    if slot.is_some() {
+        return Err(PoolError::Pool(crate::snp::bounce::PoolError::Geometry));
+    }
+    *slot = Some(pool);
+    Ok(range)
+}
+
+/// Pool exhausted: the device cannot be given a buffer, and handing it private memory instead
+/// would be useless at best; stop (fail closed).
+fn pool_exhausted() -> ! {
+    crate::log!("ukvtpm: FATAL: shared DMA pool exhausted; halting");
+    cpu::halt_forever()
+}
+
+/// The kernel's `virtio-drivers` HAL: heap-backed DMA (shared pool under SNP), identity
+/// mapping.
 #[derive(Debug)]
 pub struct KernelHal;
 
@@ -29,11 +91,26 @@ fn dma_layout(pages: usize) -> Option<Layout> {
     Layout::from_size_align(pages.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()
 }
 
-// SAFETY: `dma_alloc` returns zeroed, page-aligned, exclusively owned heap memory whose physical
-// address equals its virtual address (identity map); `share` returns the identity address of
-// memory the caller keeps alive; MMIO addresses are identity-mapped uncached.
+// SAFETY: `dma_alloc` returns zeroed, page-aligned, exclusively owned memory (heap, or pages of
+// the shared pool under SNP) whose physical address equals its virtual address (identity map);
+// `share` returns the identity address of memory the caller keeps alive, or under SNP of a
+// bounce buffer owned by the transfer until `unshare`; MMIO addresses are identity-mapped
+// uncached.
 unsafe impl Hal for KernelHal {
     fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        if let Some(pool) = SHARED_POOL.lock().as_mut() {
+            let Ok(addr) = pool.alloc(pages) else {
+                return (0, NonNull::dangling());
+            };
+            let ptr = addr as *mut u8;
+            // SAFETY: `alloc` handed out `pages` whole pages of the shared pool, identity-mapped
+            // and owned by this allocation; shared pages hold garbage until written.
+            unsafe { ptr.write_bytes(0, pages * PAGE_SIZE) };
+            return match NonNull::new(ptr) {
+                Some(p) => (addr as PhysAddr, p),
+                None => (0, NonNull::dangling()),
+            };
+        }
         let Some(layout) = dma_layout(pages).filter(|l| l.size() > 0) else {
             return (0, NonNull::dangling());
         };
@@ -45,7 +122,13 @@ unsafe impl Hal for KernelHal {
         }
     }
 
-    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+    unsafe fn dma_dealloc(paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        if let Some(pool) = SHARED_POOL.lock().as_mut() {
+            return match pool.free(paddr, pages) {
+                Ok(()) => 0,
+                Err(_) => -1,
+            };
+        }
         let Some(layout) = dma_layout(pages) else {
             return -1;
         };
@@ -58,11 +141,54 @@ unsafe impl Hal for KernelHal {
         NonNull::new(paddr as *mut u8).unwrap_or(NonNull::dangling())
     }
 
-    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        buffer.cast::<u8>().as_ptr() as PhysAddr
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        let mut slot = SHARED_POOL.lock();
+        let Some(pool) = slot.as_mut() else {
+            return buffer.cast::<u8>().as_ptr() as PhysAddr;
+        };
+        let len = buffer.len();
+        let Ok(addr) = pool.alloc(PagePool::pages_for(len)) else {
+            drop(slot);
+            pool_exhausted()
+        };
+        let bounce = addr as *mut u8;
+        if matches!(direction, BufferDirection::DeviceToDriver) {
+            // SAFETY: `bounce` is `len` bytes of pool pages owned by this transfer. Zeroed so
+            // the device never sees stale bytes of an earlier transfer.
+            unsafe { bounce.write_bytes(0, len) };
+        } else {
+            // SAFETY: the caller keeps `buffer` alive and readable for the call; `bounce` is
+            // `len` bytes of pool pages owned by this transfer; private heap and shared pool
+            // never overlap.
+            unsafe { core::ptr::copy_nonoverlapping(buffer.cast::<u8>().as_ptr(), bounce, len) };
+        }
+        addr as PhysAddr
     }
 
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        let mut slot = SHARED_POOL.lock();
+        let Some(pool) = slot.as_mut() else {
+            return;
+        };
+        let len = buffer.len();
+        if !matches!(direction, BufferDirection::DriverToDevice) {
+            // SAFETY: `paddr` is the bounce buffer `share` returned for this `buffer` (the
+            // `Hal` contract), `len` bytes long; the caller owns `buffer` writable again now
+            // that the device is done with it.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    paddr as *const u8,
+                    buffer.cast::<u8>().as_ptr(),
+                    len,
+                );
+            }
+        }
+        if pool.free(paddr, PagePool::pages_for(len)).is_err() {
+            drop(slot);
+            crate::log!("ukvtpm: FATAL: unshare of a buffer not from the shared pool; halting");
+            cpu::halt_forever();
+        }
+    }
 }
 
 type Net = VirtIONet<KernelHal, PciTransport, QUEUE_SIZE>;

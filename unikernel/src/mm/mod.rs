@@ -2,6 +2,9 @@
 //! describe the static layout.
 
 pub mod paging;
+pub mod snp;
+
+use core::ops::Range;
 
 use talc::{ErrOnOom, Span, Talc, Talck};
 
@@ -38,20 +41,32 @@ pub struct HeapTooSmall {
     pub available: u64,
 }
 
-/// Hands `[__heap_start, min(ram_top, 1 GiB))` to the allocator; returns the heap size.
+/// The heap: `[__heap_start, min(ram_top, 1 GiB))`. Under SNP it lies outside the
+/// pre-validated SNP_SEC_MEM, so it must be accepted (`snp::hw::accept_memory`) before
+/// [`init_heap`] hands it to the allocator.
 ///
 /// # Errors
 /// [`HeapTooSmall`] when less than [`HEAP_MIN`] is left (QEMU `-m` too small).
-pub fn init_heap(ram_top: u64) -> Result<u64, HeapTooSmall> {
+pub fn heap_range(ram_top: u64) -> Result<Range<u64>, HeapTooSmall> {
     let start = (&raw const __heap_start) as u64;
-    let end = ram_top.min(RAM_LIMIT);
+    let end = ram_top.min(RAM_LIMIT) & !0xfff;
     let available = end.saturating_sub(start);
     if available < HEAP_MIN as u64 {
         return Err(HeapTooSmall { available });
     }
-    let span = Span::new(start as *mut u8, end as *mut u8);
+    Ok(start..end)
+}
+
+/// Hands `range` (from [`heap_range`]) to the allocator; returns the heap size.
+///
+/// # Errors
+/// [`HeapTooSmall`] if the allocator refuses the span.
+pub fn init_heap(range: Range<u64>) -> Result<u64, HeapTooSmall> {
+    let available = range.end - range.start;
+    let span = Span::new(range.start as *mut u8, range.end as *mut u8);
     // SAFETY: [start, end) is RAM (CMOS says so), identity-mapped writable by the boot page
-    // tables, and layout.ld puts nothing at or after __heap_start; it is claimed exactly once.
+    // tables (and accepted under SNP), and layout.ld puts nothing at or after __heap_start;
+    // `heap_range` is the only source of the range and the kernel claims it exactly once.
     unsafe { ALLOCATOR.lock().claim(span) }.map_err(|()| HeapTooSmall { available })?;
     Ok(available)
 }

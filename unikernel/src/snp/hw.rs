@@ -2,14 +2,18 @@
 //! VMGEXIT), the #VC entry point, and SNP bring-up (GHCB page, CPUID page, secrets page, guest
 //! request pages). Everything it calls is the host-tested logic of the sibling modules.
 //!
-//! Wiring (owned by the boot/trap code, see the module docs of [`super`]):
-//! - `arch::trap`: route vector 29 to [`handle_vc_trap`], copying the saved registers into a
-//!   [`Regs`] (x86 encoding order) and back, and `iretq` on `Ok`; halt on `Err`.
-//! - `mm`: implement [`SnpMemory`] (C-bit in the page tables, 2 MiB split, TLB flush; PVALIDATE
-//!   via [`super::pvalidate::pvalidate`]) and call [`init`] once the heap and traps are up.
-//! - `virtio::KernelHal`: under SNP, `dma_alloc` hands out pages from a pool made shared once
-//!   with [`make_shared`]; `share` copies into a bounce buffer from that pool and returns its
-//!   address, `unshare` copies back (never share heap pages in place: their neighbours leak).
+//! Bring-up is in two steps because of a chicken-and-egg problem: port I/O (serial, CMOS) and
+//! most MSRs raise #VC under SNP, and only CPUID can be answered without a GHCB page; the heap
+//! size comes from CMOS and the heap must be PVALIDATEd before use. So:
+//! 1. [`init_ghcb`] right after `trap::init` and `snp::detect`, before any port I/O: checks the
+//!    CPUID page, negotiates the GHCB protocol and shares and registers the GHCB page, which is
+//!    a fixed page of the pre-validated SNP_SEC_MEM (`__snp_ghcb_page`, layout.ld), so no heap
+//!    is needed. From then on #VC handles CPUID (from the CPUID page), IN/OUT, MMIO and MSRs.
+//! 2. [`accept_memory`] on the heap range, then the heap, then [`init`]: the guest-request
+//!    pages (heap, shared) and the VMPCK0 channel.
+//!
+//! `mm::snp` implements [`SnpMemory`]; `virtio::KernelHal` bounces DMA through a pool made
+//! shared once with [`make_shared`] (never heap pages in place: their neighbours would leak).
 
 use alloc::boxed::Box;
 use core::ops::Range;
@@ -33,17 +37,58 @@ pub struct SnpLayout {
     pub cpuid_gpa: u64,
 }
 
-/// The GHCB-page-owning hypervisor handle.
-#[repr(C, align(4096))]
-struct HvState {
-    page: GhcbPage,
-    registered: bool,
+unsafe extern "C" {
+    /// One page of SNP_SEC_MEM reserved for the GHCB (layout.ld).
+    static __snp_ghcb_page: u8;
+    /// SNP_SECRETS section (layout.ld, SEV metadata type 2).
+    static __snp_secrets_page: u8;
+    /// CPUID section (layout.ld, SEV metadata type 3).
+    static __snp_cpuid_page: u8;
 }
 
-/// The real hypervisor. Lives in a static so the GHCB page has a fixed address (identity
-/// mapping: its address is its GPA).
+impl SnpLayout {
+    /// The pages the image's SEV metadata declares (layout.ld symbols; only their addresses).
+    pub fn from_linker() -> Self {
+        Self {
+            secrets_gpa: (&raw const __snp_secrets_page) as u64,
+            cpuid_gpa: (&raw const __snp_cpuid_page) as u64,
+        }
+    }
+}
+
+/// GPA of the GHCB page.
+pub fn ghcb_gpa() -> u64 {
+    (&raw const __snp_ghcb_page) as u64
+}
+
+/// The guest-request channel after [`init`], for the rest of the kernel.
+pub static GUEST: Once<Mutex<SnpGuest>> = Once::new();
+
+/// Asks the hypervisor to terminate the guest (GHCB #56421 §2.3.1 "Termination Request",
+/// reason set 1 = this kernel, `code` = which bring-up step failed), for failures before the
+/// serial port works; halts if the hypervisor returns.
+pub fn terminate(code: u8) -> ! {
+    if super::state().is_snp() {
+        let mut hv = NoGhcb;
+        let _ = hv.msr_protocol(
+            MsrRequest::Terminate {
+                set: ghcb::terminate::SET_UKVTPM,
+                code,
+            }
+            .encode(),
+        );
+    }
+    loop {
+        x86_64::instructions::interrupts::disable();
+        x86_64::instructions::hlt();
+    }
+}
+
+/// The real hypervisor. The GHCB page has a fixed address (identity mapping: its address is
+/// its GPA).
 pub struct SnpHypervisor {
-    state: &'static mut HvState,
+    page: &'static mut GhcbPage,
+    registered: bool,
 }
 
 impl Hypervisor for SnpHypervisor {
@@ -62,11 +107,11 @@ impl Hypervisor for SnpHypervisor {
     }
 
     fn ghcb(&mut self) -> Option<&mut GhcbPage> {
-        self.state.registered.then_some(&mut self.state.page)
+        self.registered.then_some(&mut *self.page)
     }
 
     fn ghcb_gpa(&self) -> u64 {
-        core::ptr::from_ref(&self.state.page) as u64
+        core::ptr::from_ref(&*self.page) as u64
     }
 
     fn ghcb_exit(&mut self) {
@@ -130,35 +175,48 @@ fn page_of<T>(r: &T) -> Range<u64> {
     a..a + core::mem::size_of::<T>() as u64
 }
 
-/// Brings up SNP: CPUID page, GHCB protocol negotiation, the shared GHCB page (MSR-protocol
-/// page-state change, then registration), the guest request pages and the VMPCK0 channel.
+/// Step 1 of the bring-up (see the module docs): the CPUID page (its C-bit must be the one
+/// `snp::detect` saw), GHCB protocol negotiation, the hypervisor's SNP feature, then the GHCB
+/// page made shared (rescind, MSR-protocol page-state change, C-bit off) and registered.
+/// Needs no heap; `mem` must only have to touch the already 4 KiB-mapped first 2 MiB.
 ///
 /// # Errors
 /// [`InitError`].
-pub fn init(layout: SnpLayout, mem: &mut dyn SnpMemory) -> Result<SnpGuest, InitError> {
-    static INITIALIZED: Once<()> = Once::new();
+pub fn init_ghcb(layout: SnpLayout, mem: &mut dyn SnpMemory) -> Result<(), InitError> {
+    static TAKEN: Once<()> = Once::new();
     if !super::state().is_snp() {
         return Err(InitError::NotSnp);
     }
-    if INITIALIZED.is_completed() {
+    if TAKEN.is_completed() {
         return Err(InitError::AlreadyInitialized);
     }
-    INITIALIZED.call_once(|| ());
+    TAKEN.call_once(|| ());
 
     // SAFETY: `cpuid_gpa` is the image's CPUID metadata section: validated private RAM, written
     // by the PSP before launch, identity-mapped, never written by the kernel.
     let cpuid_page: &[u8; CPUID_PAGE_SIZE] = unsafe { &*(layout.cpuid_gpa as *const _) };
     let table = CpuidTable::parse(cpuid_page).map_err(InitError::CpuidPage)?;
     let table = CPUID_TABLE.call_once(|| table);
-
-    // Heap-allocated, page-aligned and page-sized: the shared page holds nothing else.
-    let state: &'static mut HvState = Box::leak(Box::new(HvState {
-        page: GhcbPage::new(),
-        registered: false,
-    }));
-    let mut hv = SnpHypervisor { state };
-    let info = ghcb::negotiate(&mut hv).map_err(InitError::Ghcb)?;
     let cpuid_c_bit = (table.answer(status::CPUID_ENC_MEM_LEAF, 0, 1, 0)[1] & 0x3f) as u8;
+    // `detect` learnt the C-bit from the hypervisor (MSR-protocol CPUID); the page tables use
+    // it through `state().c_bit_mask()`, so it must be the PSP-checked one.
+    if super::state().c_bit() != Some(cpuid_c_bit) {
+        return Err(InitError::CBitMismatch);
+    }
+
+    let addr = (&raw const __snp_ghcb_page) as u64;
+    // SAFETY: layout.ld reserves this page-aligned page of validated, identity-mapped RAM for
+    // the GHCB alone, and `TAKEN` makes this the only reference ever created to it.
+    let page: &'static mut GhcbPage = unsafe {
+        let p = addr as *mut GhcbPage;
+        p.write(GhcbPage::new());
+        &mut *p
+    };
+    let mut hv = SnpHypervisor {
+        page,
+        registered: false,
+    };
+    let info = ghcb::negotiate(&mut hv).map_err(InitError::Ghcb)?;
     if info.c_bit != cpuid_c_bit {
         return Err(InitError::CBitMismatch);
     }
@@ -169,22 +227,41 @@ pub fn init(layout: SnpLayout, mem: &mut dyn SnpMemory) -> Result<SnpGuest, Init
     }
 
     // Share the GHCB page: rescind, MSR-protocol PSC (no GHCB yet), C-bit off, register.
-    let ghcb_range = page_of(&hv.state.page);
+    let ghcb_range = addr..addr + core::mem::size_of::<GhcbPage>() as u64;
     pvalidate::validate_range(ghcb_range.clone(), false, |a, s, v| mem.pvalidate(a, s, v))
         .map_err(|e| InitError::Share(ShareError::Pvalidate(e)))?;
+    // (Launch-validated 4 KiB pages: no PSMASH can be needed, and none could be sent yet.)
     pvalidate::page_state_change_msr(&mut hv, ghcb_range.start, PageState::Shared)
         .map_err(InitError::Ghcb)?;
     mem.set_encrypted(ghcb_range.clone(), false);
     ghcb::register_ghcb(&mut hv, ghcb_range.start).map_err(InitError::Ghcb)?;
-    hv.state.registered = true;
-    hv.state.page.reset();
+    hv.registered = true;
+    hv.page.reset();
+    *HV_STATE.lock() = Some(hv);
+    Ok(())
+}
 
-    // Guest request pages, shared through the GHCB PSC path.
+/// Step 2 (after [`init_ghcb`] and the heap): the guest request pages (heap, shared through
+/// the GHCB page-state change) and the VMPCK0 channel from the secrets page.
+///
+/// # Errors
+/// [`InitError`]; `NotSnp` also when [`init_ghcb`] did not succeed.
+pub fn init(layout: SnpLayout, mem: &mut dyn SnpMemory) -> Result<SnpGuest, InitError> {
+    static INITIALIZED: Once<()> = Once::new();
+    if !super::state().is_snp() || HV_STATE.lock().is_none() {
+        return Err(InitError::NotSnp);
+    }
+    if INITIALIZED.is_completed() {
+        return Err(InitError::AlreadyInitialized);
+    }
+    INITIALIZED.call_once(|| ());
+
+    // Heap-allocated, page-aligned and page-sized: the shared pages hold nothing else.
     let pages: &'static mut MsgPages = Box::leak(Box::new(MsgPages {
         request: [0; MSG_PAGE_SIZE],
         response: [0; MSG_PAGE_SIZE],
     }));
-    pvalidate::make_shared(&mut hv, mem, page_of(pages)).map_err(InitError::Share)?;
+    make_shared(mem, page_of(pages)).map_err(InitError::Share)?;
 
     // SAFETY: `secrets_gpa` is the image's SNP_SECRETS section: a private page the PSP filled
     // at launch, identity-mapped; only this function reads it and nothing writes it.
@@ -192,9 +269,20 @@ pub fn init(layout: SnpLayout, mem: &mut dyn SnpMemory) -> Result<SnpGuest, Init
     let secrets = SecretsPage::new(secrets).map_err(InitError::Secrets)?;
     let key = secrets.vmpck(0).map_err(InitError::Secrets)?;
     let channel = GuestChannel::new(key, secrets.msg_seqno(0));
-
-    *HV_STATE.lock() = Some(hv);
     Ok(SnpGuest { channel, pages })
+}
+
+/// Accepts (page-state change to private + PVALIDATE) RAM outside the pre-validated ranges,
+/// e.g. the heap before the allocator gets it (see [`pvalidate::accept_memory`]).
+///
+/// # Errors
+/// [`ShareError`]; `Ghcb(MissingRegister(0))` before [`init_ghcb`].
+pub fn accept_memory(mem: &mut dyn SnpMemory, range: Range<u64>) -> Result<(), ShareError> {
+    let mut guard = HV_STATE.lock();
+    let hv = guard
+        .as_mut()
+        .ok_or(ShareError::Ghcb(GhcbError::MissingRegister(0)))?;
+    pvalidate::accept_memory(hv, mem, range)
 }
 
 impl SnpGuest {
@@ -247,7 +335,7 @@ impl SnpGuest {
 /// Makes `range` shared for DMA (see [`pvalidate::make_shared`]).
 ///
 /// # Errors
-/// [`ShareError`]; `Ghcb(MissingRegister(0))` before [`init`].
+/// [`ShareError`]; `Ghcb(MissingRegister(0))` before [`init_ghcb`].
 pub fn make_shared(mem: &mut dyn SnpMemory, range: Range<u64>) -> Result<(), ShareError> {
     let mut guard = HV_STATE.lock();
     let hv = guard
@@ -288,8 +376,8 @@ pub fn pvalidate_page(
 /// The #VC entry for the trap handler (vector 29, error code = exit code). Fetches the
 /// instruction at `regs.rip` and emulates it; on `Ok` resume at the updated RIP.
 ///
-/// Before [`init`] (or when the GHCB is busy) only CPUID is answered, through the MSR
-/// protocol (sub-leaf 0; untrusted values, re-checked by [`init`] against the CPUID page).
+/// Before [`init_ghcb`] (or when the GHCB is busy) only CPUID is answered, through the MSR
+/// protocol (sub-leaf 0; untrusted values, re-checked by [`init_ghcb`] against the CPUID page).
 ///
 /// # Errors
 /// [`VcError`]: the trap handler must halt (never resume the faulting instruction).
