@@ -278,11 +278,8 @@ pub fn init(layout: SnpLayout, mem: &mut dyn SnpMemory) -> Result<SnpGuest, Init
 /// # Errors
 /// [`ShareError`]; `Ghcb(MissingRegister(0))` before [`init_ghcb`].
 pub fn accept_memory(mem: &mut dyn SnpMemory, range: Range<u64>) -> Result<(), ShareError> {
-    let mut guard = HV_STATE.lock();
-    let hv = guard
-        .as_mut()
-        .ok_or(ShareError::Ghcb(GhcbError::MissingRegister(0)))?;
-    pvalidate::accept_memory(hv, mem, range)
+    with_hv(|hv| pvalidate::accept_memory(hv, mem, range))
+        .ok_or(ShareError::Ghcb(GhcbError::MissingRegister(0)))?
 }
 
 impl SnpGuest {
@@ -290,18 +287,22 @@ impl SnpGuest {
         &mut self,
         f: impl FnOnce(&mut GuestChannel, &mut GhcbTransport<'_, SnpHypervisor>) -> T,
     ) -> Option<T> {
-        let mut guard = HV_STATE.try_lock()?;
-        let hv = guard.as_mut()?;
         let request_gpa = core::ptr::from_ref(&self.pages.request) as u64;
         let response_gpa = core::ptr::from_ref(&self.pages.response) as u64;
-        let mut t = GhcbTransport {
-            hv,
-            request_page: &mut self.pages.request,
-            request_gpa,
-            response_page: &mut self.pages.response,
-            response_gpa,
-        };
-        Some(f(&mut self.channel, &mut t))
+        let (channel, pages) = (&mut self.channel, &mut *self.pages);
+        // Interrupts off while the GHCB is held (see `with_hv`).
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut guard = HV_STATE.try_lock()?;
+            let hv = guard.as_mut()?;
+            let mut t = GhcbTransport {
+                hv,
+                request_page: &mut pages.request,
+                request_gpa,
+                response_page: &mut pages.response,
+                response_gpa,
+            };
+            Some(f(channel, &mut t))
+        })
     }
 
     /// An attestation report with `report_data` (VMPL 0).
@@ -332,16 +333,21 @@ impl SnpGuest {
     }
 }
 
+/// Runs `f` on the registered hypervisor with interrupts off: interrupt handlers touch the
+/// local APIC (MMIO or x2APIC MSRs), which raises #VC, and the #VC handler needs the GHCB this
+/// holds; with interrupts on, such a #VC would find it taken and halt the kernel. `None` before
+/// [`init_ghcb`].
+fn with_hv<T>(f: impl FnOnce(&mut SnpHypervisor) -> T) -> Option<T> {
+    x86_64::instructions::interrupts::without_interrupts(|| HV_STATE.lock().as_mut().map(f))
+}
+
 /// Makes `range` shared for DMA (see [`pvalidate::make_shared`]).
 ///
 /// # Errors
 /// [`ShareError`]; `Ghcb(MissingRegister(0))` before [`init_ghcb`].
 pub fn make_shared(mem: &mut dyn SnpMemory, range: Range<u64>) -> Result<(), ShareError> {
-    let mut guard = HV_STATE.lock();
-    let hv = guard
-        .as_mut()
-        .ok_or(ShareError::Ghcb(GhcbError::MissingRegister(0)))?;
-    pvalidate::make_shared(hv, mem, range)
+    with_hv(|hv| pvalidate::make_shared(hv, mem, range))
+        .ok_or(ShareError::Ghcb(GhcbError::MissingRegister(0)))?
 }
 
 /// Makes `range` private again (see [`pvalidate::make_private`]).
@@ -349,11 +355,8 @@ pub fn make_shared(mem: &mut dyn SnpMemory, range: Range<u64>) -> Result<(), Sha
 /// # Errors
 /// As [`make_shared`].
 pub fn make_private(mem: &mut dyn SnpMemory, range: Range<u64>) -> Result<(), ShareError> {
-    let mut guard = HV_STATE.lock();
-    let hv = guard
-        .as_mut()
-        .ok_or(ShareError::Ghcb(GhcbError::MissingRegister(0)))?;
-    pvalidate::make_private(hv, mem, range)
+    with_hv(|hv| pvalidate::make_private(hv, mem, range))
+        .ok_or(ShareError::Ghcb(GhcbError::MissingRegister(0)))?
 }
 
 /// PVALIDATE for [`SnpMemory`] implementations.
