@@ -172,6 +172,12 @@ pub fn authorize(
     if sessions.len() < def.auth_count() {
         return Err(TpmRc::AUTH_MISSING);
     }
+    // A command that requires physical presence fails before its authorization is checked
+    // (reference CheckAuthSession). Only TPM2_PP_Commands does, and a virtual TPM never has
+    // physical presence asserted.
+    if def.cc == crate::commands::cc::PP_COMMANDS {
+        return Err(TpmRc::PP.session(1));
+    }
     crate::session::process(ctx, def, handles, sessions, params)
 }
 

@@ -294,7 +294,7 @@ fn tpm_properties(ctx: &Ctx<'_>, dispatch: &Dispatch, var: bool) -> Vec<(u32, u3
         (0x209, (MAX_PERSISTENT as u32).saturating_sub(persistent)), // HR_PERSISTENT_AVAIL
         (0x20A, counters),                                           // NV_COUNTERS
         (0x20B, nv_free),                                            // NV_COUNTERS_AVAIL
-        (0x20C, 0),                                                  // ALGORITHM_SET
+        (0x20C, ps.algorithm_set),                                   // ALGORITHM_SET
         (0x20D, ecc_curves(dispatch).len() as u32),                  // LOADED_CURVES
         (0x20E, da.failed_tries),                                    // LOCKOUT_COUNTER
         (0x20F, da.max_tries),                                       // MAX_AUTH_FAIL
@@ -440,8 +440,17 @@ fn get_capability(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
             more
         }
         cap::PP_COMMANDS => {
-            // No command requires physical presence.
-            body.u32(0);
+            // Only TPM2_PP_Commands itself requires physical presence (the list cannot
+            // change without it); reported from `property` on, as the reference does.
+            let list: Vec<u32> = [cc::PP_COMMANDS]
+                .into_iter()
+                .filter(|&c| c >= property && dispatch.get(c).is_some())
+                .take(count as usize)
+                .collect();
+            body.u32(list.len() as u32);
+            for c in list {
+                body.u32(c);
+            }
             false
         }
         cap::PCRS => {

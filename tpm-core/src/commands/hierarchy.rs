@@ -1,5 +1,7 @@
 //! Part 3, 24 "Hierarchy Commands": TPM2_Clear, TPM2_ClearControl, TPM2_HierarchyChangeAuth,
-//! TPM2_HierarchyControl, TPM2_SetPrimaryPolicy.
+//! TPM2_HierarchyControl, TPM2_SetPrimaryPolicy, TPM2_ChangePPS, TPM2_ChangeEPS; and the
+//! platform's Part 3, 26 "Miscellaneous Management Functions": TPM2_PP_Commands,
+//! TPM2_SetAlgorithmSet.
 
 use alloc::vec::Vec;
 
@@ -43,6 +45,30 @@ pub const COMMANDS: &[CommandDef] = &[
         handles: &[auth(HandleKind::HierarchyPolicy, AuthRole::User)],
         response_handle: false,
         run: set_primary_policy,
+    },
+    CommandDef {
+        cc: cc::CHANGE_PPS,
+        handles: &[auth(HandleKind::Platform, AuthRole::User)],
+        response_handle: false,
+        run: change_pps,
+    },
+    CommandDef {
+        cc: cc::CHANGE_EPS,
+        handles: &[auth(HandleKind::Platform, AuthRole::User)],
+        response_handle: false,
+        run: change_eps,
+    },
+    CommandDef {
+        cc: cc::PP_COMMANDS,
+        handles: &[auth(HandleKind::Platform, AuthRole::User)],
+        response_handle: false,
+        run: pp_commands,
+    },
+    CommandDef {
+        cc: cc::SET_ALGORITHM_SET,
+        handles: &[auth(HandleKind::Platform, AuthRole::User)],
+        response_handle: false,
+        run: set_algorithm_set,
     },
 ];
 
@@ -216,6 +242,91 @@ fn set_primary_policy(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Respons
         Some(Handle::LOCKOUT) => ctx.ps_mut().lockout_policy = policy,
         Some(Handle::PLATFORM) => ctx.tpm.vs.platform_policy = policy,
         _ => return Err(TpmRc::VALUE.handle(1)),
+    }
+    Ok(Response::empty())
+}
+
+/// Removes the persistent objects of `hierarchy` (reference NvFlushHierarchy for
+/// TPM_RH_PLATFORM or TPM_RH_ENDORSEMENT: NV indices stay).
+fn remove_persistent_objects(ctx: &mut Ctx<'_>, hierarchy: Handle) {
+    if !ctx
+        .ps()
+        .persistent
+        .objects
+        .values()
+        .any(|o| o.hierarchy == hierarchy.0)
+    {
+        return;
+    }
+    ctx.ps_mut()
+        .persistent
+        .objects
+        .retain(|_, o| o.hierarchy != hierarchy.0);
+    ctx.tpm
+        .vs
+        .objects
+        .persistent_cache
+        .retain(|_, o| o.hierarchy != hierarchy);
+}
+
+/// Part 3, 24.4 TPM2_ChangePPS: a new platform seed (new platform primaries) and proof (saved
+/// platform contexts no longer load); the platform policy is emptied (the platform authValue
+/// is kept), platform objects are flushed and its persistent objects removed.
+#[doc(alias = "TPM2_ChangePPS")]
+fn change_pps(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    Reader::params(req.params).finish()?;
+    let seed = fresh(ctx);
+    let proof = fresh(ctx);
+    {
+        let ps = ctx.ps_mut();
+        ps.platform_seed = seed;
+        ps.platform_proof = proof;
+    }
+    ctx.tpm.vs.platform_policy = PolicyDigest::none();
+    ctx.tpm.vs.objects.flush_hierarchy(Handle::PLATFORM);
+    remove_persistent_objects(ctx, Handle::PLATFORM);
+    Ok(Response::empty())
+}
+
+/// Part 3, 24.5 TPM2_ChangeEPS: a new endorsement seed and proof; the endorsement hierarchy
+/// is enabled with an empty authValue and policy, its objects flushed and its persistent
+/// objects removed.
+#[doc(alias = "TPM2_ChangeEPS")]
+fn change_eps(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    Reader::params(req.params).finish()?;
+    let seed = fresh(ctx);
+    let proof = fresh(ctx);
+    {
+        let ps = ctx.ps_mut();
+        ps.endorsement_seed = seed;
+        ps.endorsement_proof = proof;
+        ps.endorsement_auth = AuthValue::default();
+        ps.endorsement_policy = PolicyDigest::none();
+    }
+    ctx.tpm.vs.eh_enable = true;
+    ctx.tpm.vs.objects.flush_hierarchy(Handle::ENDORSEMENT);
+    remove_persistent_objects(ctx, Handle::ENDORSEMENT);
+    Ok(Response::empty())
+}
+
+/// Part 3, 26.2 TPM2_PP_Commands needs physical presence, which a virtual TPM never has
+/// (the platform signals it; nothing does here): `auth::authorize` already answers TPM_RC_PP
+/// for its session, as the reference implementation does without an asserted PP
+/// (CheckAuthSession). This handler is not reached; it refuses the same way.
+#[doc(alias = "TPM2_PP_Commands")]
+fn pp_commands(_ctx: &mut Ctx<'_>, _req: &Request<'_>) -> TpmResult<Response> {
+    Err(TpmRc::PP.session(1))
+}
+
+/// Part 3, 26.3 TPM2_SetAlgorithmSet: the vendor-defined algorithm set selector, reported as
+/// TPM_PT_ALGORITHM_SET. ukvtpm has one algorithm set, so the value changes nothing else.
+#[doc(alias = "TPM2_SetAlgorithmSet")]
+fn set_algorithm_set(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let mut r = Reader::params(req.params);
+    let set = r.u32()?;
+    r.finish()?;
+    if ctx.ps().algorithm_set != set {
+        ctx.ps_mut().algorithm_set = set;
     }
     Ok(Response::empty())
 }

@@ -79,6 +79,8 @@ pub mod cc {
         EVICT_CONTROL = EvictControl,
         CHANGE_EPS = ChangeEps,
         CHANGE_PPS = ChangePps,
+        PP_COMMANDS = PpCommands,
+        SET_ALGORITHM_SET = SetAlgorithmSet,
         PCR_ALLOCATE = PcrAllocate,
         PCR_SET_AUTH_POLICY = PcrSetAuthPolicy,
         PCR_SET_AUTH_VALUE = PcrSetAuthValue,

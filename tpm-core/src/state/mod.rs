@@ -129,6 +129,8 @@ pub struct PersistentState {
     pub persistent: persistent::PersistentObjects,
     /// Command audit (Part 1, 19.6.7 / Part 3, 21.2): audited commands, hash, counter.
     pub command_audit: CommandAudit,
+    /// TPM_PT_ALGORITHM_SET, set by TPM2_SetAlgorithmSet.
+    pub algorithm_set: u32,
 }
 
 impl PersistentState {
@@ -165,6 +167,7 @@ impl PersistentState {
             nv: nv::NvStore::default(),
             persistent: persistent::PersistentObjects::default(),
             command_audit: CommandAudit::default(),
+            algorithm_set: 0,
         }
     }
 }
