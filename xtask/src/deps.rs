@@ -48,6 +48,16 @@ const PACKAGES: &[(&str, Probe, &str)] = &[
         Probe::Package,
         "venv for sev-snp-measure (PyPI)",
     ),
+    (
+        "python3-tpm2-pytss",
+        Probe::Package,
+        "tpm2-pytss, the Python ESAPI/FAPI client of tests/pytss",
+    ),
+    (
+        "python3-pytest",
+        Probe::Package,
+        "runs the tests/pytss suite",
+    ),
 ];
 
 #[derive(Clone, Copy)]
