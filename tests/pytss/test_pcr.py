@@ -86,3 +86,49 @@ def test_reset_debug_pcr_but_not_static(ectx):
 def test_extend_with_wrong_digest_size_fails(ectx):
     with pytest.raises(TSS2_Exception):
         ectx.pcr_extend(ESYS_TR.PCR10, TPML_DIGEST_VALUES([TPMT_HA(hashAlg=0x0099)]))
+
+
+def test_pcr_group_auth_value(ectx):
+    """PCRs 20-22 share an authValue (PC Client profile's authorization group)."""
+    from tpm2_pytss import TPM2_CAP
+
+    _, data = ectx.get_capability(TPM2_CAP.PCR_PROPERTIES, 0x13, 2)
+    groups = {p.tag: bytes(p.pcrSelect)[: p.sizeofSelect] for p in data.data.pcrProperties}
+    assert groups == {0x13: b"\0\0\x70", 0x14: b"\0\0\x70"}  # TPM_PT_PCR_POLICY, _AUTH
+    ectx.pcr_set_auth_value(ESYS_TR.PCR20, b"pcrpw")
+    # Esys keeps the new value for PCR20; another client must know it.
+    ectx.tr_set_auth(ESYS_TR.PCR21, b"wrong")
+    with pytest.raises(TSS2_Exception) as e:
+        ectx.pcr_set_auth_value(ESYS_TR.PCR21, b"")
+    assert e.value.error == TPM2_RC.BAD_AUTH
+    ectx.tr_set_auth(ESYS_TR.PCR21, b"pcrpw")
+    ectx.pcr_set_auth_value(ESYS_TR.PCR21, b"")
+    # A PCR outside the group has no authValue to set.
+    with pytest.raises(TSS2_Exception) as e:
+        ectx.pcr_set_auth_value(ESYS_TR.PCR16, b"x")
+    assert e.value.error == TPM2_RC.VALUE
+
+
+def test_pcr_group_auth_policy(ectx):
+    policy = hashlib.sha256(b"some policy").digest()
+    ectx.pcr_set_auth_policy(policy, TPM2_ALG.SHA256, ESYS_TR.PCR20)
+    with pytest.raises(TSS2_Exception) as e:
+        ectx.pcr_set_auth_policy(policy[:16], TPM2_ALG.SHA256, ESYS_TR.PCR20)
+    assert e.value.error == TPM2_RC.SIZE and e.value.parameter == 1
+    with pytest.raises(TSS2_Exception) as e:
+        ectx.pcr_set_auth_policy(policy, TPM2_ALG.SHA256, ESYS_TR.PCR16)
+    assert e.value.error == TPM2_RC.VALUE and e.value.parameter == 3
+    # A policy session satisfying the group's policy authorizes the PCR: here a trial of
+    # PolicyAuthValue, then PCR_SetAuthValue with the real session.
+    from tpm2_pytss import TPM2_CC, TPM2_SE, TPMT_SYM_DEF
+
+    auth_value_policy = hashlib.sha256(
+        b"\0" * 32 + int(TPM2_CC.PolicyAuthValue).to_bytes(4, "big")
+    ).digest()
+    ectx.pcr_set_auth_policy(auth_value_policy, TPM2_ALG.SHA256, ESYS_TR.PCR22)
+    s = ectx.start_auth_session(ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY,
+                                TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+    ectx.policy_auth_value(s)
+    ectx.pcr_set_auth_value(ESYS_TR.PCR22, b"via policy", session1=s)
+    # Clearing the policy (TPM_ALG_NULL, empty digest) is allowed.
+    ectx.pcr_set_auth_policy(b"", TPM2_ALG.NULL, ESYS_TR.PCR20)

@@ -190,7 +190,11 @@ pub fn auth_value(ctx: &Ctx<'_>, h: Handle) -> TpmResult<AuthValue> {
         Handle::LOCKOUT => ps.lockout_auth.clone(),
         Handle::PLATFORM => ctx.tpm.vs.platform_auth.clone(),
         Handle::NULL => AuthValue::default(),
-        h if h.kind() == HandleType::Pcr => AuthValue::default(),
+        // PCR_SetAuthValue sets the authValue of the PCR group; other PCRs have none.
+        h if h.kind() == HandleType::Pcr => match h.pcr_index() {
+            Some(i) if crate::state::pcr::in_pcr_group(i) => ctx.tpm.vs.pcr_auth.clone(),
+            _ => AuthValue::default(),
+        },
         h if h.kind() == HandleType::NvIndex => match ps.nv.get(h) {
             Some(ix) => ix.auth.clone(),
             None => return Err(TpmRc::HANDLE),

@@ -130,6 +130,10 @@ pub fn entity_policy(ctx: &Ctx<'_>, h: Handle) -> Option<(HashAlg, Vec<u8>)> {
         Handle::ENDORSEMENT => from(&ps.endorsement_policy),
         Handle::LOCKOUT => from(&ps.lockout_policy),
         Handle::PLATFORM => from(&ctx.tpm.vs.platform_policy),
+        h if h.kind() == HandleType::Pcr => match h.pcr_index() {
+            Some(i) if crate::state::pcr::in_pcr_group(i) => from(&ps.pcr_policy),
+            _ => None,
+        },
         h if h.kind() == HandleType::NvIndex => {
             let ix = ps.nv.get(h)?;
             if ix.auth_policy.is_empty() {

@@ -362,8 +362,9 @@ fn pcr_properties() -> Vec<(u32, u32)> {
     }
     out.push((0x11, mask(&|i| crate::commands::pcr::no_increment(i)))); // NO_INCREMENT
     out.push((0x12, mask(&|i| (17..=22).contains(&i)))); // DRTM_RESET
-    out.push((0x13, 0)); // POLICY: no PCR policies can be set
-    out.push((0x14, 0)); // AUTH: no PCR auth values can be set
+    let group = mask(&crate::state::pcr::in_pcr_group);
+    out.push((0x13, group)); // POLICY: PCRs in a policy group
+    out.push((0x14, group)); // AUTH: PCRs in an authorization group
     out
 }
 

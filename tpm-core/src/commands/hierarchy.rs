@@ -130,6 +130,8 @@ fn clear(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     ctx.tpm.vs.sh_enable = true;
     ctx.tpm.vs.eh_enable = true;
     ctx.tpm.vs.clock_safe = true;
+    // PCR_ClearAuth: the PCR group's authValue is emptied (its policy is the platform's).
+    ctx.tpm.vs.pcr_auth = AuthValue::default();
     ctx.tpm.vs.objects.flush_hierarchy(Handle::OWNER);
     ctx.tpm.vs.objects.flush_hierarchy(Handle::ENDORSEMENT);
     remove_owner_nv_and_persistent(ctx);
@@ -283,6 +285,10 @@ fn change_pps(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
         ps.platform_proof = proof;
     }
     ctx.tpm.vs.platform_policy = PolicyDigest::none();
+    // The PCR policies are the platform's (reference: re-initialized here).
+    if ctx.ps().pcr_policy != PolicyDigest::none() {
+        ctx.ps_mut().pcr_policy = PolicyDigest::none();
+    }
     ctx.tpm.vs.objects.flush_hierarchy(Handle::PLATFORM);
     remove_persistent_objects(ctx, Handle::PLATFORM);
     Ok(Response::empty())

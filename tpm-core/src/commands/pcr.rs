@@ -1,8 +1,9 @@
 //! Part 3, 22 "Integrity Collection (PCR)": TPM2_PCR_Read, TPM2_PCR_Extend, TPM2_PCR_Event,
-//! TPM2_PCR_Reset.
+//! TPM2_PCR_Reset, TPM2_PCR_SetAuthValue, TPM2_PCR_SetAuthPolicy.
 //!
-//! PCR handles are authorized in the USER role with an empty authValue (no PCR auth values
-//! are set on this TPM); the locality rules come from [`crate::state::pcr::pcr_attr`].
+//! PCR handles are authorized in the USER role; PCRs 20-22 form the one authorization group
+//! and the one policy group ([`crate::state::pcr::in_pcr_group`]), the others have an empty
+//! authValue and no policy. The locality rules come from [`crate::state::pcr::pcr_attr`].
 
 use alloc::vec::Vec;
 
@@ -13,7 +14,10 @@ use crate::crypto::hash::{HASH_ALGS, HashAlg};
 use crate::handle::Handle;
 use crate::marshal::{Reader, Writer};
 use crate::rc::{TpmRc, TpmResult};
-use crate::state::pcr::{PCR_COUNT, PCR_SELECT_MAX, PCR_SELECT_MIN, PcrSelection, pcr_attr};
+use crate::state::pcr::{
+    PCR_COUNT, PCR_SELECT_MAX, PCR_SELECT_MIN, PcrSelection, in_pcr_group, pcr_attr,
+};
+use crate::state::{AuthValue, PolicyDigest};
 
 pub const COMMANDS: &[CommandDef] = &[
     CommandDef {
@@ -39,6 +43,18 @@ pub const COMMANDS: &[CommandDef] = &[
         handles: &[auth(HandleKind::Pcr, AuthRole::User)],
         response_handle: false,
         run: pcr_reset,
+    },
+    CommandDef {
+        cc: cc::PCR_SET_AUTH_VALUE,
+        handles: &[auth(HandleKind::Pcr, AuthRole::User)],
+        response_handle: false,
+        run: pcr_set_auth_value,
+    },
+    CommandDef {
+        cc: cc::PCR_SET_AUTH_POLICY,
+        handles: &[auth(HandleKind::Platform, AuthRole::User)],
+        response_handle: false,
+        run: pcr_set_auth_policy,
     },
 ];
 
@@ -251,5 +267,52 @@ fn pcr_reset(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
         }
     }
     pcr_changed(ctx, pcr);
+    Ok(Response::empty())
+}
+
+/// Largest TPM2B_DIGEST on the wire (sizeof(TPMU_HA)).
+const MAX_TPM2B_DIGEST: usize = 64;
+
+/// Part 3, 22.7 TPM2_PCR_SetAuthValue: the authValue of the PCR's authorization group
+/// (trailing zeros dropped). A PCR outside any group is TPM_RC_VALUE, as the reference answers.
+#[doc(alias = "TPM2_PCR_SetAuthValue")]
+fn pcr_set_auth_value(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let mut r = Reader::params(req.params);
+    let new_auth = AuthValue::new(r.tpm2b(MAX_TPM2B_DIGEST)?);
+    r.finish()?;
+    match req.handles.first().and_then(|h| h.pcr_index()) {
+        Some(i) if in_pcr_group(i) => {
+            ctx.tpm.vs.pcr_auth = new_auth;
+            Ok(Response::empty())
+        }
+        _ => Err(TpmRc::VALUE),
+    }
+}
+
+/// Part 3, 22.6 TPM2_PCR_SetAuthPolicy (platform): the authPolicy of the policy group of PCR
+/// `pcrNum`. The policy must have the digest size of `hashAlg` (empty with TPM_ALG_NULL):
+/// TPM_RC_SIZE + P1; a PCR outside any group is TPM_RC_VALUE + P3.
+#[doc(alias = "TPM2_PCR_SetAuthPolicy")]
+fn pcr_set_auth_policy(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let mut r = Reader::params(req.params);
+    let digest = r.tpm2b(MAX_TPM2B_DIGEST)?;
+    let alg_id = r.u16()?;
+    let alg = hash_alg(alg_id, true).map_err(|rc| r.err(rc))?;
+    // TPMI_DH_PCR: an implemented PCR index.
+    let pcr = Handle(r.u32()?)
+        .pcr_index()
+        .filter(|&i| i < PCR_COUNT)
+        .ok_or_else(|| r.err(TpmRc::VALUE))?;
+    r.finish()?;
+    if digest.len() != alg.map_or(0, |a| a.digest_size()) {
+        return Err(TpmRc::SIZE.param(1));
+    }
+    if !in_pcr_group(pcr) {
+        return Err(TpmRc::VALUE.param(3));
+    }
+    ctx.ps_mut().pcr_policy = PolicyDigest {
+        alg: alg_id,
+        digest: digest.to_vec(),
+    };
     Ok(Response::empty())
 }

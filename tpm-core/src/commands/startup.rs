@@ -59,6 +59,7 @@ fn startup(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
             // TPM Resume: state-saved PCRs and the update counter come back.
             vs.pcrs.restore_saved(&saved.pcrs);
             vs.pcr_update_counter = saved.pcr_update_counter;
+            vs.pcr_auth = saved.pcr_auth.clone();
             ctx.ps_mut().restart_count += 1;
         }
         (_, Some(_)) => {
@@ -102,6 +103,7 @@ fn shutdown(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
         Orderly::State(SavedState {
             pcrs: ctx.tpm.vs.pcrs.clone(),
             pcr_update_counter: ctx.tpm.vs.pcr_update_counter,
+            pcr_auth: ctx.tpm.vs.pcr_auth.clone(),
         })
     } else {
         Orderly::Clear

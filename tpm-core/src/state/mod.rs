@@ -86,6 +86,8 @@ impl Default for CommandAudit {
 pub struct SavedState {
     pub pcrs: PcrBanks,
     pub pcr_update_counter: u32,
+    /// The PCR group's authValue (state-clear data: kept by Shutdown(STATE)/Startup(STATE)).
+    pub pcr_auth: AuthValue,
 }
 
 /// What the last TPM2_Shutdown recorded: `None` means the TPM was not shut down orderly.
@@ -131,6 +133,8 @@ pub struct PersistentState {
     pub command_audit: CommandAudit,
     /// TPM_PT_ALGORITHM_SET, set by TPM2_SetAlgorithmSet.
     pub algorithm_set: u32,
+    /// authPolicy of the PCR policy group (PCR_SetAuthPolicy; emptied by ChangePPS).
+    pub pcr_policy: PolicyDigest,
 }
 
 impl PersistentState {
@@ -168,6 +172,7 @@ impl PersistentState {
             persistent: persistent::PersistentObjects::default(),
             command_audit: CommandAudit::default(),
             algorithm_set: 0,
+            pcr_policy: PolicyDigest::none(),
         }
     }
 }
@@ -196,6 +201,9 @@ pub struct Volatile {
     pub ph_enable_nv: bool,
     /// Platform auth and policy are reset at every TPM Reset/Restart (Part 1, 13.3).
     pub platform_auth: AuthValue,
+    /// authValue of the PCR authorization group (PCR_SetAuthValue), reset by Startup(CLEAR)
+    /// and Clear.
+    pub pcr_auth: AuthValue,
     pub platform_policy: PolicyDigest,
     /// Null hierarchy seed and proof: new at every TPM Reset.
     pub null_seed: Vec<u8>,
@@ -233,6 +241,7 @@ impl Volatile {
             eh_enable: true,
             ph_enable_nv: true,
             platform_auth: AuthValue::default(),
+            pcr_auth: AuthValue::default(),
             platform_policy: PolicyDigest::none(),
             null_seed: Vec::new(),
             null_proof: Vec::new(),

@@ -47,6 +47,13 @@ pub const fn pcr_attr(i: usize) -> PcrAttr {
     }
 }
 
+/// Is PCR `i` in the (single) PCR authorization group and the (single) PCR policy group?
+/// As the reference implementation for the PC Client profile (PCRBelongsAuthGroup,
+/// PCRBelongsPolicyGroup): PCRs 20-22.
+pub const fn in_pcr_group(i: usize) -> bool {
+    matches!(i, 20..=22)
+}
+
 /// Value a PCR takes at TPM Reset: the DRTM PCRs 17-22 start as all ones, the rest as zeros
 /// (PC Client Platform TPM Profile).
 fn initial_value(i: usize, alg: HashAlg) -> Vec<u8> {
