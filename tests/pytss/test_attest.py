@@ -220,3 +220,35 @@ def test_duplicate_between_tpm_parents_and_import(ectx):
     priv = ectx.import_(dst, enckey, pub, dup, seed, symdef)
     moved = ectx.load(dst, priv, pub)
     assert ectx.tr_get_name(moved).marshal() == pub.get_name().marshal()
+
+
+def test_rewrap_moves_a_duplicate_to_another_parent(ectx):
+    """Duplicate to parent A, Rewrap from A to B, Import under B (Part 3, 13.2)."""
+    srk, _ = primary(ectx, "ecc256:aes128cfb")
+    key, pub, _ = child(ectx, srk, "ecc256:ecdsa-sha256", SIGN_ATTRS & ~0x12, policy=DUP_POLICY)
+    a, _ = primary(ectx, "rsa2048:aes128cfb")
+    s = ectx.start_auth_session(ESYS_TR.NONE, ESYS_TR.NONE, TPM2_SE.POLICY,
+                                TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), TPM2_ALG.SHA256)
+    ectx.policy_command_code(s, TPM2_CC.Duplicate)
+    symdef = TPMT_SYM_DEF_OBJECT(algorithm=TPM2_ALG.AES, keyBits={"aes": 128},
+                                 mode={"aes": TPM2_ALG.CFB})
+    enckey, dup, seed = ectx.duplicate(key, a, b"sixteen byte key", symdef, session1=s)
+    ectx.flush_context(key)
+    ectx.flush_context(srk)
+    b, _ = primary(ectx, "rsa2048:aes256cfb")
+    name = pub.get_name()
+    dup2, seed2 = ectx.rewrap(a, b, dup, name, seed)
+    assert bytes(dup2) != bytes(dup)
+    # The old parent can no longer import it; the new one can.
+    with pytest.raises(TSS2_Exception):
+        ectx.import_(a, b"sixteen byte key", pub, dup2, seed2, symdef)
+    priv = ectx.import_(b, b"sixteen byte key", pub, dup2, seed2, symdef)
+    moved = ectx.load(b, priv, pub)
+    assert ectx.tr_get_name(moved).marshal() == name.marshal()
+    # A seed without an old parent (or the reverse) is refused.
+    with pytest.raises(TSS2_Exception) as e:
+        ectx.rewrap(ESYS_TR.NULL, b, dup, name, seed)
+    assert e.value.error == TPM2_RC.HANDLE
+    # To NULL: the outer wrap comes off, the inner one stays.
+    inner, no_seed = ectx.rewrap(b, ESYS_TR.NULL, dup2, name, seed2)
+    assert len(bytes(no_seed)) == 0 and len(bytes(inner)) < len(bytes(dup2))

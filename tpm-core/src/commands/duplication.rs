@@ -1,5 +1,5 @@
-//! Part 3, 13 "Duplication Commands": Duplicate and Import (Part 1, 23.3 "Protected Storage"
-//! and 23.4 "Duplication").
+//! Part 3, 13 "Duplication Commands": Duplicate, Rewrap and Import (Part 1, 23.3 "Protected
+//! Storage" and 23.4 "Duplication").
 //!
 //! A duplication blob is the object's TPM2B_SENSITIVE, optionally inner-wrapped (an integrity
 //! digest H_nameAlg(sensitive || Name) in front, then AES-CFB with a key the caller knows)
@@ -32,6 +32,15 @@ pub const COMMANDS: &[CommandDef] = &[
         ],
         response_handle: false,
         run: duplicate,
+    },
+    CommandDef {
+        cc: cc::REWRAP,
+        handles: &[
+            auth(HandleKind::ObjectOrNull, AuthRole::User),
+            plain(HandleKind::ObjectOrNull),
+        ],
+        response_handle: false,
+        run: rewrap,
     },
     CommandDef {
         cc: cc::IMPORT,
@@ -122,6 +131,66 @@ fn duplicate(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     };
     let mut w = Writer::new();
     w.tpm2b(&key_out).tpm2b(&dup).tpm2b(&out_seed);
+    Ok(Response::params(w))
+}
+
+/// Largest TPM2B_NAME payload (sizeof(TPMU_NAME): a hash algorithm and a SHA-512 digest).
+const MAX_NAME: usize = 66;
+
+/// Largest duplication blob Rewrap hands out (the TPM2B_PRIVATE bound Import reads).
+const MAX_DUPLICATE: usize = 4096;
+
+/// Part 3, 13.2 TPM2_Rewrap: moves a duplication blob's outer wrap from `oldParent` to
+/// `newParent` (either may be TPM_RH_NULL: no outer wrap); the inner wrap, if any, is kept.
+/// As the reference: a seed is given exactly when oldParent is not NULL (TPM_RC_HANDLE + H1),
+/// both parents must be storage keys (TPM_RC_TYPE), a seed that does not decrypt is
+/// TPM_RC_VALUE + P3.
+#[doc(alias = "TPM2_Rewrap")]
+fn rewrap(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let (old_h, new_h) = (req.handles[0], req.handles[1]);
+    let mut r = Reader::params(req.params);
+    let in_dup = r.tpm2b(MAX_DUPLICATE)?.to_vec();
+    let name = r.tpm2b(MAX_NAME)?.to_vec();
+    let in_seed = r.tpm2b(MAX_DUPLICATE)?.to_vec();
+    r.finish()?;
+    if in_seed.is_empty() != (old_h == Handle::NULL) {
+        return Err(TpmRc::HANDLE.handle(1));
+    }
+    let blob = if old_h == Handle::NULL {
+        Zeroizing::new(in_dup)
+    } else {
+        let old = entity::object(ctx, old_h).map_err(|rc| rc.handle(1))?;
+        if !old.public.is_storage_parent() {
+            return Err(TpmRc::TYPE.handle(1));
+        }
+        let mut fill = |b: &mut [u8]| ctx.random(b);
+        let seed = protect::recover_secret(&mut fill, &old, DUPLICATE, &in_seed)
+            .map_err(|_| TpmRc::VALUE.param(3))?;
+        protect::outer_unwrap(
+            old.name_alg(),
+            old.public.symmetric(),
+            &seed,
+            &name,
+            &in_dup,
+        )
+        .map_err(|rc| rc.param(1))?
+    };
+    let mut w = Writer::new();
+    if new_h == Handle::NULL {
+        w.tpm2b(&blob).tpm2b(&[]);
+    } else {
+        let new = entity::object(ctx, new_h).map_err(|rc| rc.handle(2))?;
+        if !new.public.is_storage_parent() {
+            return Err(TpmRc::TYPE.handle(2));
+        }
+        if blob.len() + 2 + new.name_alg().digest_size() > MAX_DUPLICATE {
+            return Err(TpmRc::VALUE.param(1));
+        }
+        let mut fill = |b: &mut [u8]| ctx.random(b);
+        let (seed, out_seed) = protect::make_secret(&mut fill, &new, DUPLICATE)?;
+        let dup = protect::outer_wrap(new.name_alg(), new.public.symmetric(), &seed, &name, &blob)?;
+        w.tpm2b(&dup).tpm2b(&out_seed);
+    }
     Ok(Response::params(w))
 }
 
