@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use ukvtpm_attest::verify::{Certs, VerifyError, hex, parse_certificate, verify};
 
-use crate::manifest::{BuildInputs, Manifest, ManifestError, ManifestOptions, parse_hex};
+use crate::manifest::{BuildInputs, Manifest, ManifestError, ManifestOptions, MinTcb, parse_hex};
 use crate::measure::{LaunchParams, MeasureError, VcpuType, snp_launch_digest_file, to_hex};
 
 /// Errors of the CLI functions; each message says what failed and what to do.
@@ -74,13 +74,20 @@ pub fn measure(
 }
 
 /// Measures `image` and writes `manifest.json` to `out` (for `ukvtpm build`), with build inputs
-/// from `workspace_root` and default options (see [`ManifestOptions::new`]). Returns the JSON.
+/// from `workspace_root`, default options (see [`ManifestOptions::new`]) and `min_tcb`. Returns
+/// the JSON.
 ///
 /// # Errors
 /// Unreadable or non-SNP image, missing workspace files, write errors.
-pub fn write_manifest(image: &Path, out: &Path, workspace_root: &Path) -> Result<String, CliError> {
+pub fn write_manifest(
+    image: &Path,
+    out: &Path,
+    workspace_root: &Path,
+    min_tcb: MinTcb,
+) -> Result<String, CliError> {
     let bytes = read(image, "image")?;
-    let opts = ManifestOptions::new(BuildInputs::from_workspace(workspace_root)?);
+    let mut opts = ManifestOptions::new(BuildInputs::from_workspace(workspace_root)?);
+    opts.min_tcb = min_tcb;
     let m = Manifest::for_image(&bytes, &opts)?;
     m.write(out)?;
     Ok(m.to_json()?)
@@ -201,7 +208,7 @@ mod tests {
         std::fs::write(&img, synthetic::build(&synthetic::Params::default())).expect("write");
         let out = dir.path().join("manifest.json");
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let json = write_manifest(&img, &out, &root).expect("manifest");
+        let json = write_manifest(&img, &out, &root, MinTcb::default()).expect("manifest");
         assert_eq!(std::fs::read_to_string(&out).expect("read back"), json);
         assert!(Manifest::from_json(&json).is_ok());
     }

@@ -52,6 +52,46 @@ pub struct MinTcb {
     pub fmc: Option<u8>,
 }
 
+impl MinTcb {
+    /// True when every component is zero: the pin then accepts any platform TCB.
+    pub fn is_zero(&self) -> bool {
+        *self == MinTcb::default()
+    }
+}
+
+/// Parses `bootloader=N,tee=N,snp=N,microcode=N[,fmc=N]` (any order; components left out are
+/// zero), the form `ukvtpm build --min-tcb` takes. The SVNs are those of an AMD security
+/// bulletin or of `snpguest display report` on an up-to-date host (REPORTED_TCB).
+impl core::str::FromStr for MinTcb {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut tcb = MinTcb::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("`{part}`: expected COMPONENT=SVN"))?;
+            let svn: u8 = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{part}`: the SVN must be a number 0..=255"))?;
+            match name.trim() {
+                "bootloader" | "bl" => tcb.bootloader = svn,
+                "tee" => tcb.tee = svn,
+                "snp" => tcb.snp = svn,
+                "microcode" | "ucode" => tcb.microcode = svn,
+                "fmc" => tcb.fmc = Some(svn),
+                other => {
+                    return Err(format!(
+                        "unknown TCB component `{other}` (bootloader, tee, snp, microcode, fmc)"
+                    ));
+                }
+            }
+        }
+        Ok(tcb)
+    }
+}
+
 impl From<MinTcb> for TcbVersion {
     fn from(m: MinTcb) -> Self {
         TcbVersion {
@@ -366,5 +406,31 @@ mod tests {
         let b = BuildInputs::from_workspace(&root).expect("workspace files");
         assert_eq!(b.cargo_lock_sha256.len(), 64);
         assert!(!b.toolchain.is_empty());
+    }
+    #[test]
+    fn min_tcb_parses_components_and_refuses_nonsense() {
+        let t: MinTcb = "bootloader=9, tee=0,snp=23,microcode=213"
+            .parse()
+            .expect("parse");
+        assert_eq!(
+            t,
+            MinTcb {
+                bootloader: 9,
+                tee: 0,
+                snp: 23,
+                microcode: 213,
+                fmc: None
+            }
+        );
+        assert_eq!(
+            "fmc=1,bl=2"
+                .parse::<MinTcb>()
+                .map(|t| (t.fmc, t.bootloader)),
+            Ok((Some(1), 2))
+        );
+        assert!("".parse::<MinTcb>().expect("empty is all zero").is_zero());
+        for bad in ["snp", "snp=256", "snp=-1", "psp=3", "snp=x"] {
+            assert!(bad.parse::<MinTcb>().is_err(), "{bad} accepted");
+        }
     }
 }

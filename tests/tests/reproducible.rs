@@ -51,6 +51,9 @@ fn export_head(tar: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The minimum TCB both builds pin (an arbitrary level; it must reach the manifest).
+const MIN_TCB: &str = "bootloader=9,tee=0,snp=23,microcode=213";
+
 /// One clean build: returns (image bytes, manifest text, build stderr).
 fn build(ukvtpm: &Path, source: &Path, target: &Path, out: &Path) -> Result<(Vec<u8>, String)> {
     let started = std::time::Instant::now();
@@ -60,7 +63,8 @@ fn build(ukvtpm: &Path, source: &Path, target: &Path, out: &Path) -> Result<(Vec
         .arg("--out")
         .arg(out)
         .arg("--target-dir")
-        .arg(target))?;
+        .arg(target)
+        .args(["--min-tcb", MIN_TCB]))?;
     let stderr = String::from_utf8_lossy(&o.stderr);
     eprintln!(
         "built in {}: {:.0?}\n{}",
@@ -98,6 +102,16 @@ fn two_clean_builds_give_the_same_image_and_manifest() -> Result<()> {
 
     let m: serde_yaml::Value = serde_yaml::from_str(&man_a).context("manifest.json")?;
     let sha = m["image_sha256"].as_str().context("image_sha256")?;
+    let tcb = &m["min_tcb"];
+    ensure!(
+        (
+            tcb["bootloader"].as_u64(),
+            tcb["tee"].as_u64(),
+            tcb["snp"].as_u64(),
+            tcb["microcode"].as_u64()
+        ) == (Some(9), Some(0), Some(23), Some(213)),
+        "--min-tcb {MIN_TCB} did not reach the manifest: {tcb:?}"
+    );
     eprintln!(
         "image {} KiB, sha256 {sha}; build A = build B: {}",
         img_a.len() >> 10,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use ukvtpm_image_builder::build::{BuildOptions, build, find_source};
-use ukvtpm_image_builder::manifest::Manifest;
+use ukvtpm_image_builder::manifest::{Manifest, MinTcb};
 
 /// Arguments of `ukvtpm build`.
 #[derive(Debug, Parser)]
@@ -22,6 +22,11 @@ pub struct Args {
     /// from development builds).
     #[arg(long)]
     pub target_dir: Option<PathBuf>,
+    /// Minimum platform TCB the manifest pins, e.g. `bootloader=9,tee=0,snp=23,microcode=213`
+    /// (REPORTED_TCB SVNs from the current AMD security bulletin; `fmc=N` on Turin). Without
+    /// it the manifest accepts any TCB, and the build says so.
+    #[arg(long, value_name = "COMPONENT=SVN,...")]
+    pub min_tcb: Option<MinTcb>,
 }
 
 /// Builds, lays out, measures, and prints the image hash and the 1-vCPU digests.
@@ -57,7 +62,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         built.image.len() >> 10
     );
     let manifest_path = args.out.join("manifest.json");
-    let json = ukvtpm_image_builder::cli::write_manifest(&image, &manifest_path, &source)?;
+    let min_tcb = args.min_tcb.unwrap_or_default();
+    if min_tcb.is_zero() {
+        eprintln!(
+            "ukvtpm build: warning: minimum TCB is zero, so `ukvtpm verify` accepts reports from \
+             platforms with any firmware and microcode; pin the current level with \
+             --min-tcb bootloader=N,tee=N,snp=N,microcode=N"
+        );
+    }
+    let json = ukvtpm_image_builder::cli::write_manifest(&image, &manifest_path, &source, min_tcb)?;
     let m = Manifest::from_json(&json)?;
     println!("image     {} sha256 {}", image.display(), m.image_sha256);
     println!("manifest  {}", manifest_path.display());
