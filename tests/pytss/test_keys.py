@@ -227,3 +227,51 @@ def test_wrong_auth_is_refused(ectx):
     with pytest.raises(TSS2_Exception) as e:
         ectx.sign(key, b"\x33" * 32, TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL), NULL_TICKET)
     assert e.value.error == TPM2_RC.AUTH_FAIL and e.value.session == 1
+
+
+def _ecc_point(key):
+    from tpm2_pytss import TPM2B_ECC_POINT, TPMS_ECC_POINT
+
+    n = key.public_key().public_numbers()
+    return TPM2B_ECC_POINT(TPMS_ECC_POINT(x=n.x.to_bytes(32, "big"), y=n.y.to_bytes(32, "big")))
+
+
+def _sw_public(x, y):
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicNumbers
+
+    return EllipticCurvePublicNumbers(
+        int.from_bytes(bytes(x), "big"), int.from_bytes(bytes(y), "big"), ec.SECP256R1()
+    ).public_key()
+
+
+def test_ecdh_keygen_and_zgen(ectx):
+    parent, _ = primary(ectx)
+    key, pub, _ = child(ectx, parent, "ecc256:ecdh-sha256", DECRYPT_ATTRS)
+    z, q = ectx.ecdh_key_gen(key)
+    assert len(bytes(z.point.x)) == 32 and len(bytes(q.point.x)) == 32
+    peer = ec.generate_private_key(ec.SECP256R1())
+    z2 = ectx.ecdh_zgen(key, _ecc_point(peer))
+    u = pub.publicArea.unique.ecc
+    assert bytes(z2.point.x) == peer.exchange(ec.ECDH(), _sw_public(u.x, u.y))
+
+
+def test_two_phase_key_exchange(ectx):
+    """EC_Ephemeral + ZGen_2Phase with TPM_ALG_ECDH (C(2e, 2s)): both Z values equal the
+    ones the peer computes in software; a commit counter is good for one exchange."""
+    from tpm2_pytss import TPM2_ECC
+
+    parent, _ = primary(ectx)
+    key, pub, _ = child(ectx, parent, "ecc256:ecdh-sha256", DECRYPT_ATTRS)
+    static_b = ec.generate_private_key(ec.SECP256R1())
+    ephemeral_b = ec.generate_private_key(ec.SECP256R1())
+    qe_a, counter = ectx.ec_ephemeral(TPM2_ECC.NIST_P256)
+    z1, z2 = ectx.zgen_2_phase(key, _ecc_point(static_b), _ecc_point(ephemeral_b),
+                               TPM2_ALG.ECDH, counter)
+    u = pub.publicArea.unique.ecc
+    assert bytes(z1.point.x) == static_b.exchange(ec.ECDH(), _sw_public(u.x, u.y))
+    assert bytes(z2.point.x) == ephemeral_b.exchange(
+        ec.ECDH(), _sw_public(qe_a.point.x, qe_a.point.y))
+    with pytest.raises(TSS2_Exception) as e:
+        ectx.zgen_2_phase(key, _ecc_point(static_b), _ecc_point(ephemeral_b),
+                          TPM2_ALG.ECDH, counter)
+    assert e.value.error == TPM2_RC.VALUE and e.value.parameter == 4

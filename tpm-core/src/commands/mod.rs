@@ -102,6 +102,8 @@ pub mod cc {
         HMAC_START = HmacStart,
         ECDH_KEY_GEN = EcdhKeyGen,
         ECDH_ZGEN = EcdhZGen,
+        EC_EPHEMERAL = EcEphemeral,
+        ZGEN_2PHASE = ZGen2Phase,
         ECC_PARAMETERS = EccParameters,
         QUOTE = Quote,
         CERTIFY = Certify,

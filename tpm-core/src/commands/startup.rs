@@ -84,6 +84,10 @@ fn startup(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     ctx.random(&mut proof);
     vs.null_seed = seed;
     vs.null_proof = proof;
+    // A new commit nonce at every Startup: earlier EC_Ephemeral commitments are void.
+    let mut commit_nonce = zeroize::Zeroizing::new(alloc::vec![0u8; 32]);
+    ctx.random(&mut commit_nonce);
+    vs.commit.nonce = commit_nonce;
     vs.platform_auth = AuthValue::default();
     vs.platform_policy = PolicyDigest::none();
     vs.started = true;

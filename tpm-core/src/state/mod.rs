@@ -204,6 +204,9 @@ pub struct Volatile {
     /// authValue of the PCR authorization group (PCR_SetAuthValue), reset by Startup(CLEAR)
     /// and Clear.
     pub pcr_auth: AuthValue,
+    /// Two-phase key exchange commitments (EC_Ephemeral, ZGen_2Phase): the nonce the
+    /// ephemeral scalars are derived from, the commit counter and the outstanding commits.
+    pub commit: crate::commands::ecc::Commits,
     pub platform_policy: PolicyDigest,
     /// Null hierarchy seed and proof: new at every TPM Reset.
     pub null_seed: Vec<u8>,
@@ -242,6 +245,7 @@ impl Volatile {
             ph_enable_nv: true,
             platform_auth: AuthValue::default(),
             pcr_auth: AuthValue::default(),
+            commit: Default::default(),
             platform_policy: PolicyDigest::none(),
             null_seed: Vec::new(),
             null_proof: Vec::new(),
