@@ -132,3 +132,45 @@ def test_pcr_group_auth_policy(ectx):
     ectx.pcr_set_auth_value(ESYS_TR.PCR22, b"via policy", session1=s)
     # Clearing the policy (TPM_ALG_NULL, empty digest) is allowed.
     ectx.pcr_set_auth_policy(b"", TPM2_ALG.NULL, ESYS_TR.PCR20)
+
+
+def test_pcr_allocate_takes_effect_at_the_next_reset(ectx, server):
+    from tpm2_pytss import ESAPI, TPM2_CAP, TPM2_SU, TPML_PCR_SELECTION
+
+    def banks(ctx):
+        _, data = ctx.get_capability(TPM2_CAP.PCRS, 0, 8)
+        return {s.hash: bytes(s.pcrSelect)[: s.sizeofSelect] for s in data.data.assignedPCR}
+
+    assert banks(ectx)[TPM2_ALG.SHA1] == b"\xff\xff\xff"
+    ok, max_pcr, needed, available = ectx.pcr_allocate(
+        TPML_PCR_SELECTION.parse("sha1:3+sha256:all"))
+    assert ok and max_pcr == 24 and 0 < needed < available
+    # Neither the H-CRTM PCR 0 nor the D-CRTM PCR 17 left in any bank: TPM_RC_PCR.
+    everything = "+".join(f"{b}:3" for b in banks_names(ectx))
+    with pytest.raises(TSS2_Exception) as e:
+        ectx.pcr_allocate(TPML_PCR_SELECTION.parse(everything))
+    assert e.value.error == TPM2_RC.PCR
+    # Nothing changes before a TPM Reset.
+    assert banks(ectx)[TPM2_ALG.SHA1] == b"\xff\xff\xff"
+    ectx.shutdown(TPM2_SU.CLEAR)
+    server.restart()
+    with ESAPI(server.tcti) as ctx:
+        ctx.startup(TPM2_SU.CLEAR)
+        assert banks(ctx)[TPM2_ALG.SHA1] == b"\x08\x00\x00"
+        assert banks(ctx)[TPM2_ALG.SHA256] == b"\xff\xff\xff"
+        # Unallocated PCRs are filtered out of PCR_Read and skipped by PCR_Extend.
+        _, sel, values = ctx.pcr_read("sha1:0,3+sha256:0")
+        assert [bytes(s.pcrSelect)[: s.sizeofSelect] for s in sel.pcrSelections] == [
+            b"\x08\x00\x00", b"\x01\x00\x00"]
+        assert len(values) == 2
+        ctx.pcr_event(ESYS_TR.PCR3, b"still measured")
+        ctx.pcr_allocate(TPML_PCR_SELECTION.parse("sha1:all"))
+
+
+def banks_names(ectx):
+    from tpm2_pytss import TPM2_CAP
+
+    names = {TPM2_ALG.SHA1: "sha1", TPM2_ALG.SHA256: "sha256", TPM2_ALG.SHA384: "sha384",
+             TPM2_ALG.SHA512: "sha512"}
+    _, data = ectx.get_capability(TPM2_CAP.PCRS, 0, 8)
+    return [names[s.hash] for s in data.data.assignedPCR]

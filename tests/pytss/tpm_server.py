@@ -77,6 +77,9 @@ class TpmServer:
         self.log_path = os.path.join(self._dir.name, "server.log")
         self.proc = None
         self.port = None
+        self._spawn()
+
+    def _spawn(self):
         template = server_command()
         last = None
         for _ in range(8):
@@ -121,7 +124,8 @@ class TpmServer:
         except OSError:
             return ""
 
-    def close(self):
+    def stop(self):
+        """Stops the server (SIGTERM, then SIGKILL after 5 s); the state stays."""
         if self.proc is not None:
             self.proc.terminate()
             try:
@@ -130,4 +134,12 @@ class TpmServer:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+    def restart(self):
+        """A power cycle: the same state, a new process (on new ports: see `tcti`)."""
+        self.stop()
+        self._spawn()
+
+    def close(self):
+        self.stop()
         self._dir.cleanup()

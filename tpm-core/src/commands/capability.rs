@@ -466,8 +466,7 @@ fn get_capability(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
                 body.u32(banks.len() as u32);
                 for b in banks {
                     body.u16(b.alg.alg_id()).u8(PCR_SELECT_MIN as u8);
-                    let all = (1u32 << PCR_COUNT) - 1;
-                    body.bytes(&all.to_le_bytes()[..PCR_SELECT_MIN]);
+                    body.bytes(&b.allocated.to_le_bytes()[..PCR_SELECT_MIN]);
                 }
                 false
             }

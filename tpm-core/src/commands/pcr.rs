@@ -1,5 +1,5 @@
 //! Part 3, 22 "Integrity Collection (PCR)": TPM2_PCR_Read, TPM2_PCR_Extend, TPM2_PCR_Event,
-//! TPM2_PCR_Reset, TPM2_PCR_SetAuthValue, TPM2_PCR_SetAuthPolicy.
+//! TPM2_PCR_Reset, TPM2_PCR_Allocate, TPM2_PCR_SetAuthValue, TPM2_PCR_SetAuthPolicy.
 //!
 //! PCR handles are authorized in the USER role; PCRs 20-22 form the one authorization group
 //! and the one policy group ([`crate::state::pcr::in_pcr_group`]), the others have an empty
@@ -15,7 +15,7 @@ use crate::handle::Handle;
 use crate::marshal::{Reader, Writer};
 use crate::rc::{TpmRc, TpmResult};
 use crate::state::pcr::{
-    PCR_COUNT, PCR_SELECT_MAX, PCR_SELECT_MIN, PcrSelection, in_pcr_group, pcr_attr,
+    ALL_PCRS, PCR_COUNT, PCR_SELECT_MAX, PCR_SELECT_MIN, PcrSelection, in_pcr_group, pcr_attr,
 };
 use crate::state::{AuthValue, PolicyDigest};
 
@@ -43,6 +43,12 @@ pub const COMMANDS: &[CommandDef] = &[
         handles: &[auth(HandleKind::Pcr, AuthRole::User)],
         response_handle: false,
         run: pcr_reset,
+    },
+    CommandDef {
+        cc: cc::PCR_ALLOCATE,
+        handles: &[auth(HandleKind::Platform, AuthRole::User)],
+        response_handle: false,
+        run: pcr_allocate,
     },
     CommandDef {
         cc: cc::PCR_SET_AUTH_VALUE,
@@ -187,8 +193,8 @@ fn pcr_read(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
             }
             // Unallocated banks and PCRs beyond the implemented ones are filtered out, and
             // so is everything past the eighth digest.
-            match bank.and_then(|b| b.values.get(i)) {
-                Some(v) if i < PCR_COUNT && digests.len() < MAX_READ_DIGESTS => digests.push(v),
+            match bank.and_then(|b| b.get(i)) {
+                Some(v) if digests.len() < MAX_READ_DIGESTS => digests.push(v),
                 _ => *octet &= !bit,
             }
         }
@@ -315,4 +321,58 @@ fn pcr_set_auth_policy(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Respon
         digest: digest.to_vec(),
     };
     Ok(Response::empty())
+}
+
+/// The H-CRTM and D-CRTM PCRs (PC Client profile): an allocation must keep each in some
+/// bank (reference PCRAllocate, HCRTM_PCR and DRTM_PCR).
+const HCRTM_PCR: usize = 0;
+const DRTM_PCR: usize = 17;
+
+/// Part 3, 22.5 TPM2_PCR_Allocate (platform): the allocation of the next TPM Reset. As the
+/// reference PCRAllocate: it starts from the current allocation, each bank in the request
+/// replaces that bank's (the last entry wins); TPM_RC_PCR when neither PCR 0 nor PCR 17
+/// would be allocated in any bank. maxPCR is the number of PCRs, sizeNeeded the digest octets
+/// of the new allocation, sizeAvailable those of every PCR in every bank (there is always
+/// room, so allocationSuccess is YES).
+#[doc(alias = "TPM2_PCR_Allocate")]
+fn pcr_allocate(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let mut r = Reader::params(req.params);
+    let sel = read_pcr_selection(&mut r)?;
+    r.finish()?;
+    let mut allocation = ctx.tpm.vs.pcrs.allocation();
+    let mut size_needed = 0u32;
+    for s in &sel {
+        let bits = s
+            .select
+            .iter()
+            .take(4)
+            .enumerate()
+            .fold(0u32, |m, (i, &b)| m | u32::from(b) << (8 * i));
+        if let Some(entry) = allocation.iter_mut().find(|(a, _)| a.alg_id() == s.alg) {
+            entry.1 = bits;
+        }
+    }
+    let allocated = |pcr: usize| allocation.iter().any(|(_, bits)| bits & (1 << pcr) != 0);
+    if !allocated(HCRTM_PCR) || !allocated(DRTM_PCR) {
+        return Err(TpmRc::PCR);
+    }
+    for (alg, bits) in &allocation {
+        size_needed += bits.count_ones() * alg.digest_size() as u32;
+    }
+    let size_available: u32 = HASH_ALGS
+        .iter()
+        .map(|a| a.digest_size() as u32 * PCR_COUNT as u32)
+        .sum();
+    for entry in &mut allocation {
+        entry.1 &= ALL_PCRS;
+    }
+    if ctx.ps().pcr_allocated != allocation {
+        ctx.ps_mut().pcr_allocated = allocation;
+    }
+    let mut w = Writer::new();
+    w.u8(1)
+        .u32(PCR_COUNT as u32)
+        .u32(size_needed)
+        .u32(size_available);
+    Ok(Response::params(w))
 }

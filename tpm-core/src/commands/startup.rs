@@ -5,7 +5,7 @@ use crate::context::Ctx;
 use crate::marshal::Reader;
 use crate::rc::{TpmRc, TpmResult};
 use crate::state::AuthValue;
-use crate::state::{Orderly, PolicyDigest, SavedState, Slot, Volatile};
+use crate::state::{Orderly, PcrBanks, PolicyDigest, SavedState, Slot, Volatile};
 
 pub const COMMANDS: &[CommandDef] = &[
     CommandDef {
@@ -56,20 +56,24 @@ fn startup(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     vs.clock_safe = orderly.is_some();
     match (su, saved) {
         (SU_STATE, Some(saved)) => {
-            // TPM Resume: state-saved PCRs and the update counter come back.
+            // TPM Resume: state-saved PCRs and the update counter come back, with the PCR
+            // allocation they were saved with (a new one waits for a TPM Reset).
+            vs.pcrs = PcrBanks::with_allocation(&saved.pcrs.allocation());
             vs.pcrs.restore_saved(&saved.pcrs);
             vs.pcr_update_counter = saved.pcr_update_counter;
             vs.pcr_auth = saved.pcr_auth.clone();
             ctx.ps_mut().restart_count += 1;
         }
-        (_, Some(_)) => {
-            // TPM Restart.
+        (_, Some(saved)) => {
+            // TPM Restart: PCRs start over, with the allocation of the last TPM Reset.
+            vs.pcrs = PcrBanks::with_allocation(&saved.pcrs.allocation());
             ctx.ps_mut().restart_count += 1;
             // NV per-boot locks end (Part 3, 31: WRITE_STCLEAR, READ_STCLEAR, CLEAR_STCLEAR).
             ctx.ps_mut().nv.startup_clear(false);
         }
         (_, None) => {
-            // TPM Reset: new null seed, counters.
+            // TPM Reset: new null seed, counters, the PCR allocation of PCR_Allocate.
+            vs.pcrs = PcrBanks::with_allocation(&ctx.ps().pcr_allocated);
             let ps = ctx.ps_mut();
             ps.reset_count += 1;
             ps.restart_count = 0;

@@ -135,6 +135,8 @@ pub struct PersistentState {
     pub algorithm_set: u32,
     /// authPolicy of the PCR policy group (PCR_SetAuthPolicy; emptied by ChangePPS).
     pub pcr_policy: PolicyDigest,
+    /// The PCR allocation of the next TPM Reset (PCR_Allocate).
+    pub pcr_allocated: pcr::Allocation,
 }
 
 impl PersistentState {
@@ -173,6 +175,7 @@ impl PersistentState {
             command_audit: CommandAudit::default(),
             algorithm_set: 0,
             pcr_policy: PolicyDigest::none(),
+            pcr_allocated: pcr::full_allocation(),
         }
     }
 }

@@ -66,6 +66,30 @@ fn initial_value(i: usize, alg: HashAlg) -> Vec<u8> {
 pub struct Bank {
     pub alg: HashAlg,
     pub values: Vec<Vec<u8>>,
+    /// Bit i set: PCR i is allocated in this bank (PCR_Allocate); the others cannot be read
+    /// or extended.
+    pub allocated: u32,
+}
+
+/// Every PCR allocated.
+pub const ALL_PCRS: u32 = (1 << PCR_COUNT) - 1;
+
+/// A PCR allocation: (bank, bitmap of allocated PCRs) for each implemented hash.
+pub type Allocation = Vec<(HashAlg, u32)>;
+
+/// The allocation of a new TPM: every PCR in every implemented bank.
+pub fn full_allocation() -> Allocation {
+    HASH_ALGS.iter().map(|&alg| (alg, ALL_PCRS)).collect()
+}
+
+impl Bank {
+    /// The value of PCR `pcr` if it is allocated.
+    pub fn get(&self, pcr: usize) -> Option<&[u8]> {
+        if pcr >= PCR_COUNT || self.allocated & (1 << pcr) == 0 {
+            return None;
+        }
+        self.values.get(pcr).map(Vec::as_slice)
+    }
 }
 
 /// All PCR banks.
@@ -81,30 +105,47 @@ impl Default for PcrBanks {
 }
 
 impl PcrBanks {
-    /// Banks at TPM Reset.
+    /// Banks at TPM Reset, every PCR allocated.
     pub fn new() -> Self {
+        Self::with_allocation(&full_allocation())
+    }
+
+    /// Banks at TPM Reset with `allocation` (banks it does not name have no PCR allocated).
+    pub fn with_allocation(allocation: &[(HashAlg, u32)]) -> Self {
         Self {
             banks: HASH_ALGS
                 .iter()
                 .map(|&alg| Bank {
                     alg,
                     values: (0..PCR_COUNT).map(|i| initial_value(i, alg)).collect(),
+                    allocated: allocation
+                        .iter()
+                        .find(|(a, _)| *a == alg)
+                        .map_or(0, |(_, bits)| bits & ALL_PCRS),
                 })
                 .collect(),
         }
+    }
+
+    /// The allocation these banks were made with.
+    pub fn allocation(&self) -> Allocation {
+        self.banks.iter().map(|b| (b.alg, b.allocated)).collect()
     }
 
     pub fn bank(&self, alg: HashAlg) -> Option<&Bank> {
         self.banks.iter().find(|b| b.alg == alg)
     }
 
+    /// The value of PCR `pcr` in bank `alg`, if allocated.
     pub fn get(&self, alg: HashAlg, pcr: usize) -> Option<&[u8]> {
-        self.bank(alg)?.values.get(pcr).map(Vec::as_slice)
+        self.bank(alg)?.get(pcr)
     }
 
-    /// PCR[i] := H(PCR[i] || digest) (Part 1, 17.2 "Extend").
+    /// PCR[i] := H(PCR[i] || digest) (Part 1, 17.2 "Extend"), if PCR i is allocated.
     pub fn extend(&mut self, alg: HashAlg, pcr: usize, digest: &[u8]) {
         if let Some(bank) = self.banks.iter_mut().find(|b| b.alg == alg)
+            && pcr < PCR_COUNT
+            && bank.allocated & (1 << pcr) != 0
             && let Some(v) = bank.values.get_mut(pcr)
         {
             *v = alg.digest(&[v, digest]);
