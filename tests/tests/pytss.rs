@@ -53,7 +53,19 @@ macro_rules! pytss_files {
 
 // One entry per tests/pytss/test_<name>.py.
 pytss_files!(
-    basics, pcr, hash, keys, policy, sessions, nv, objects, attest, platform, fapi,
+    basics,
+    pcr,
+    hash,
+    keys,
+    policy,
+    policy_more,
+    sessions,
+    nv,
+    objects,
+    attest,
+    admin,
+    platform,
+    fapi,
 );
 
 /// Runs `tests/pytss/test_<file>.py` against fresh `target` servers.
