@@ -275,3 +275,74 @@ def test_two_phase_key_exchange(ectx):
         ectx.zgen_2_phase(key, _ecc_point(static_b), _ecc_point(ephemeral_b),
                           TPM2_ALG.ECDH, counter)
     assert e.value.error == TPM2_RC.VALUE and e.value.parameter == 4
+
+
+# P-256 group arithmetic, only to check ECDAA signatures (python-cryptography has no point API).
+_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_G = (0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+      0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5)
+
+
+def _add(p, q):
+    if p is None or q is None:
+        return q if p is None else p
+    if p[0] == q[0] and (p[1] + q[1]) % _P == 0:
+        return None
+    if p == q:
+        lam = (3 * p[0] * p[0] - 3) * pow(2 * p[1], -1, _P) % _P
+    else:
+        lam = (q[1] - p[1]) * pow(q[0] - p[0], -1, _P) % _P
+    x = (lam * lam - p[0] - q[0]) % _P
+    return (x, (lam * (p[0] - x) - p[1]) % _P)
+
+
+def _mul(k, p):
+    r = None
+    while k:
+        if k & 1:
+            r = _add(r, p)
+        p = _add(p, p)
+        k >>= 1
+    return r
+
+
+def _xy(point):
+    return (int.from_bytes(bytes(point.x), "big"), int.from_bytes(bytes(point.y), "big"))
+
+
+def test_commit_and_ecdaa_sign(ectx):
+    """TPM2_Commit then an ECDAA signature (Part 1, C.4): s·G = E + T·Q with
+    T = H(nonceK || digest); a commit counter signs once."""
+    from tpm2_pytss import TPM2B_ECC_PARAMETER, TPM2B_ECC_POINT, TPM2B_SENSITIVE_DATA
+
+    public = TPM2B_PUBLIC.parse("ecc256:ecdaa", SIGN_ATTRS)
+    key, pub, _, _, _ = ectx.create_primary(sensitive(), public, ESYS_TR.OWNER)
+    k, l, e, counter = ectx.commit(key, TPM2B_ECC_POINT(), TPM2B_SENSITIVE_DATA(),
+                                   TPM2B_ECC_PARAMETER())
+    assert k.size == 4 and l.size == 4  # no P2: K and L are empty points
+    digest = hashlib.sha256(b"anonymous").digest()
+    scheme = TPMT_SIG_SCHEME(scheme=TPM2_ALG.ECDAA)
+    scheme.details.ecdaa.hashAlg = TPM2_ALG.SHA256
+    scheme.details.ecdaa.count = counter
+    sig = ectx.sign(key, digest, scheme, NULL_TICKET)
+    assert sig.sigAlg == TPM2_ALG.ECDAA
+    nonce = bytes(sig.signature.ecdaa.signatureR)
+    s = int.from_bytes(bytes(sig.signature.ecdaa.signatureS), "big")
+    t = int.from_bytes(hashlib.sha256(nonce + digest).digest(), "big") % _N
+    q = _xy(pub.publicArea.unique.ecc)
+    assert _mul(s, _G) == _add(_xy(e.point), _mul(t, q))
+    with pytest.raises(TSS2_Exception) as err:
+        ectx.sign(key, digest, scheme, NULL_TICKET)
+    assert err.value.error == TPM2_RC.VALUE
+    # Only anonymous (ECDAA) keys commit; P2 must be on the curve; s2 needs y2.
+    ecdsa, _, _ = child(ectx, primary(ectx)[0], "ecc256:ecdsa-sha256")
+    with pytest.raises(TSS2_Exception) as err:
+        ectx.commit(ecdsa, TPM2B_ECC_POINT(), TPM2B_SENSITIVE_DATA(), TPM2B_ECC_PARAMETER())
+    assert err.value.error == TPM2_RC.SCHEME
+    with pytest.raises(TSS2_Exception) as err:
+        ectx.commit(key, TPM2B_ECC_POINT(), b"secret", b"\x01" * 32)
+    assert err.value.error == TPM2_RC.ECC_POINT and err.value.parameter == 2
+    with pytest.raises(TSS2_Exception) as err:
+        ectx.commit(key, TPM2B_ECC_POINT(), b"secret", b"")
+    assert err.value.error == TPM2_RC.SIZE and err.value.parameter == 3

@@ -1,8 +1,8 @@
 //! Malformed and truncated parameters for the commands tpm2-pytss's tests brought in
 //! (ChangePPS, ChangeEPS, PP_Commands, SetAlgorithmSet, PCR_Allocate, PCR_SetAuthValue,
-//! PCR_SetAuthPolicy, Rewrap, EC_Ephemeral, ZGen_2Phase): every prefix and every one-octet
-//! corruption of a well-formed command gets a response code, never a panic, and the
-//! engine keeps answering. What the commands do is checked against swtpm in tests/pytss.
+//! PCR_SetAuthPolicy, Rewrap, EC_Ephemeral, Commit, ZGen_2Phase): every prefix and every
+//! one-octet corruption of a well-formed command gets a response code, never a panic, and
+//! the engine keeps answering. What the commands do is checked against swtpm in tests/pytss.
 
 #![allow(dead_code)]
 
@@ -57,6 +57,12 @@ fn commands() -> Vec<(u32, Vec<u32>, usize, Vec<u8>)> {
             cat(&[&tpm2b(&[9; 80]), &tpm2b(&[0; 34]), &tpm2b(&[3; 64])]),
         ),
         (0x18E, vec![], 0, vec![0, 3]), // EC_Ephemeral
+        (
+            0x18B, // Commit
+            vec![TRANSIENT],
+            1,
+            cat(&[&point, &tpm2b(b"s2"), &tpm2b(&[5; 32])]),
+        ),
         (
             0x18D, // ZGen_2Phase
             vec![TRANSIENT],

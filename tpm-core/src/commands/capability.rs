@@ -121,6 +121,7 @@ pub fn algorithms() -> &'static [AlgEntry] {
         e(0x0017, ASYMMETRIC | ENCRYPTING, RSA_ENC),            // OAEP
         e(0x0018, ASYMMETRIC | SIGNING, SIGN),                  // ECDSA
         e(0x0019, ASYMMETRIC | METHOD, ECDH_CMDS),              // ECDH
+        e(0x001A, ASYMMETRIC | SIGNING, &[cc::COMMIT]),         // ECDAA
         e(0x0020, HASH | METHOD, ECDH_CMDS),                    // KDF1_SP800_56A
         e(0x0022, HASH | METHOD, OBJECTS),                      // KDF1_SP800_108
         e(0x0023, ASYMMETRIC | OBJECT, OBJECTS),                // ECC

@@ -1,5 +1,5 @@
-//! Part 3, 14.4-14.8 and 19.3 ECC primitives: ECDH_KeyGen, ECDH_ZGen, ECC_Parameters,
-//! ZGen_2Phase and EC_Ephemeral.
+//! Part 3, 14.4-14.8 and 19.2-19.3 ECC primitives: ECDH_KeyGen, ECDH_ZGen, ECC_Parameters,
+//! ZGen_2Phase, Commit and EC_Ephemeral.
 
 use alloc::vec::Vec;
 
@@ -39,6 +39,12 @@ pub const COMMANDS: &[CommandDef] = &[
         handles: &[auth(HandleKind::Object, AuthRole::User)],
         response_handle: false,
         run: zgen_2phase,
+    },
+    CommandDef {
+        cc: cc::COMMIT,
+        handles: &[auth(HandleKind::Object, AuthRole::User)],
+        response_handle: false,
+        run: commit,
     },
     CommandDef {
         cc: cc::EC_EPHEMERAL,
@@ -84,7 +90,7 @@ impl Commits {
     /// The full count an outstanding 16-bit `c` stands for (reference CryptGenerateR): the
     /// counter's upper bits, one window back when `c` is from before the last wrap of the
     /// index. `None` when `c` is not outstanding or out of range.
-    fn count_of(&self, c: u16) -> Option<u64> {
+    pub fn count_of(&self, c: u16) -> Option<u64> {
         if self.outstanding & (1u128 << (c & COMMIT_INDEX_MASK)) == 0 {
             return None;
         }
@@ -99,13 +105,14 @@ impl Commits {
     }
 
     /// CryptEndCommit: `c` can no longer be used.
-    fn end(&mut self, c: u16) {
+    pub fn end(&mut self, c: u16) {
         self.outstanding &= !(1u128 << (c & COMMIT_INDEX_MASK));
     }
 
-    /// The ephemeral scalar r of `count` on `curve`: KDFa(SHA-256, nonce, "ECDAA Commit",
-    /// ε, count || attempt) until it lies in [1, n).
-    fn scalar(&self, curve: Curve, count: u64) -> TpmResult<Vec<u8>> {
+    /// The ephemeral scalar r of `count` on `curve` for the key named `name` (empty for
+    /// EC_Ephemeral): KDFa(SHA-256, nonce, "ECDAA Commit", name, count || attempt) until it
+    /// lies in [1, n) (reference CryptGenerateR).
+    pub fn scalar(&self, curve: Curve, count: u64, name: &[u8]) -> TpmResult<Vec<u8>> {
         for attempt in 0u32..64 {
             let mut context = [0u8; 12];
             context[..8].copy_from_slice(&count.to_be_bytes());
@@ -114,7 +121,7 @@ impl Commits {
                 HashAlg::Sha256,
                 &self.nonce,
                 b"ECDAA Commit",
-                &[],
+                name,
                 &context,
                 u32::from(curve.bits()),
             );
@@ -130,6 +137,10 @@ impl Commits {
 /// on the curve).
 fn read_point(r: &mut Reader<'_>) -> TpmResult<(Vec<u8>, Vec<u8>)> {
     let inner = r.tpm2b(2 * 68)?;
+    if inner.is_empty() {
+        // An empty TPM2B_ECC_POINT: no point (Commit's optional P1).
+        return Ok((Vec::new(), Vec::new()));
+    }
     let mut c = Cursor::new(inner);
     let xy = (|| Ok::<_, TpmRc>((c.tpm2b(66)?.to_vec(), c.tpm2b(66)?.to_vec())))();
     let xy = xy.map_err(|rc| r.err(rc))?;
@@ -148,7 +159,7 @@ fn ec_ephemeral(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let curve = Curve::from_id(id).ok_or_else(|| r.err(TpmRc::CURVE))?;
     r.finish()?;
     let commits = &mut ctx.tpm.vs.commit;
-    let scalar = commits.scalar(curve, commits.counter)?;
+    let scalar = commits.scalar(curve, commits.counter, &[])?;
     let q = ecc::public(curve, &scalar)?;
     let counter = commits.commit();
     let mut w = Writer::new();
@@ -201,7 +212,7 @@ fn zgen_2phase(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let qe = point(&qe_x, &qe_y, 2)?;
     let commits = &ctx.tpm.vs.commit;
     let count = commits.count_of(counter).ok_or(TpmRc::VALUE.param(4))?;
-    let de = commits.scalar(*curve, count)?;
+    let de = commits.scalar(*curve, count, &[])?;
     let z1 = ecc::mul(*curve, d, &qs).map_err(|rc| rc.param(1))?;
     let z2 = ecc::mul(*curve, &de, &qe).map_err(|rc| rc.param(2))?;
     ctx.tpm.vs.commit.end(counter);
@@ -285,3 +296,79 @@ fn ecc_parameters(_ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> 
     }
     Ok(Response::params(w))
 }
+
+/// Part 3, 19.2 TPM2_Commit: the first phase of an ECDAA signature with an anonymous
+/// signing key. With P2 = (H_nameAlg(s2) mod p, y2): K = [ds]P2 and L = [r]P2; E = [r]P1, or
+/// [r]G when neither P1 nor P2 is given (reference CryptEccCommitCompute). r is the commit's
+/// scalar for the key's Name, recomputed by the ECDAA Sign that names the returned counter.
+#[doc(alias = "TPM2_Commit")]
+fn commit(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
+    let key = entity::object(ctx, req.handles[0]).map_err(|rc| rc.handle(1))?;
+    let mut r = Reader::params(req.params);
+    let (p1_x, p1_y) = read_point(&mut r)?;
+    let s2 = r.tpm2b(MAX_SENSITIVE_DATA)?;
+    let y2 = r.tpm2b(66)?;
+    r.finish()?;
+    let Key::Ecc { curve, d, .. } = &key.key else {
+        return Err(TpmRc::KEY.handle(1));
+    };
+    let curve = *curve;
+    if key.public.scheme().alg != alg::ECDAA {
+        return Err(TpmRc::SCHEME.handle(1));
+    }
+    if s2.is_empty() != y2.is_empty() {
+        return Err(TpmRc::SIZE.param(3));
+    }
+    let size = curve.size();
+    let on_curve = |x: &[u8], y: &[u8]| -> Option<Point> {
+        let p = Point {
+            x: ecc::fit(x, size)?,
+            y: ecc::fit(y, size)?,
+        };
+        ecc::valid_point(curve, &p).then_some(p)
+    };
+    let p2 = if s2.is_empty() {
+        None
+    } else {
+        let digest = key.name_alg().digest(&[s2]);
+        let x2 = ecc::mod_p(curve, &digest).ok_or(TpmRc::NO_RESULT)?;
+        let p2 = on_curve(&x2, y2).ok_or(TpmRc::ECC_POINT.param(2))?;
+        Some(p2)
+    };
+    let Some(d) = d else {
+        return Err(TpmRc::KEY.handle(1));
+    };
+    let p1 = if p1_x.is_empty() && p1_y.is_empty() {
+        None
+    } else {
+        Some(on_curve(&p1_x, &p1_y).ok_or(TpmRc::ECC_POINT.param(1))?)
+    };
+    let commits = &ctx.tpm.vs.commit;
+    let scalar = commits.scalar(curve, commits.counter, &key.name)?;
+    let empty = Point {
+        x: Vec::new(),
+        y: Vec::new(),
+    };
+    let (k, l) = match &p2 {
+        Some(p2) => (
+            ecc::mul(curve, d, p2).map_err(|_| TpmRc::NO_RESULT)?,
+            ecc::mul(curve, &scalar, p2).map_err(|_| TpmRc::NO_RESULT)?,
+        ),
+        None => (empty.clone(), empty.clone()),
+    };
+    let e = match (&p1, &p2) {
+        (Some(p1), _) => ecc::mul(curve, &scalar, p1).map_err(|_| TpmRc::NO_RESULT)?,
+        (None, None) => ecc::public(curve, &scalar)?,
+        (None, Some(_)) => empty,
+    };
+    let counter = ctx.tpm.vs.commit.commit();
+    let mut w = Writer::new();
+    write_point(&mut w, &k);
+    write_point(&mut w, &l);
+    write_point(&mut w, &e);
+    w.u16(counter);
+    Ok(Response::params(w))
+}
+
+/// TPM2B_SENSITIVE_DATA capacity (MAX_SYM_DATA).
+const MAX_SENSITIVE_DATA: usize = 256;

@@ -103,6 +103,7 @@ pub mod cc {
         ECDH_KEY_GEN = EcdhKeyGen,
         ECDH_ZGEN = EcdhZGen,
         EC_EPHEMERAL = EcEphemeral,
+        COMMIT = Commit,
         ZGEN_2PHASE = ZGen2Phase,
         ECC_PARAMETERS = EccParameters,
         QUOTE = Quote,

@@ -40,8 +40,11 @@ pub const COMMANDS: &[CommandDef] = &[
 pub fn read_sig_scheme(r: &mut Reader<'_>) -> TpmResult<Scheme> {
     r.begin();
     let mut c = Cursor::new(r.remaining());
-    let scheme = Scheme::parse(&mut c, &[alg::RSASSA, alg::RSAPSS, alg::ECDSA, alg::HMAC])
-        .map_err(|rc| r.err(rc))?;
+    let scheme = Scheme::parse(
+        &mut c,
+        &[alg::RSASSA, alg::RSAPSS, alg::ECDSA, alg::ECDAA, alg::HMAC],
+    )
+    .map_err(|rc| r.err(rc))?;
     let used = r.remaining().len() - c.buf.len();
     r.raw_bytes(used)?;
     Ok(scheme)
@@ -54,16 +57,17 @@ pub fn select_scheme(key: &Object, requested: Scheme) -> TpmResult<Scheme> {
     if !key.public.has(attr::SIGN) {
         return Err(TpmRc::KEY);
     }
-    let chosen = if own.is_null() {
+    let chosen = if own.is_null() || requested.is_null() {
+        if own.is_null() { requested } else { own }
+    } else if requested.alg == own.alg && requested.hash == own.hash {
+        // The caller's scheme: for ECDAA its count names the commit to use.
         requested
-    } else if requested.is_null() || (requested.alg == own.alg && requested.hash == own.hash) {
-        own
     } else {
         return Err(TpmRc::SCHEME);
     };
     let fits = match key.public.params {
         Params::Rsa { .. } => matches!(chosen.alg, alg::RSASSA | alg::RSAPSS),
-        Params::Ecc { .. } => chosen.alg == alg::ECDSA,
+        Params::Ecc { .. } => matches!(chosen.alg, alg::ECDSA | alg::ECDAA),
         Params::KeyedHash { .. } => chosen.alg == alg::HMAC,
         Params::SymCipher { .. } => false,
     };
@@ -97,6 +101,26 @@ pub fn sign_digest(
         (Key::Ecc { d: Some(d), .. }, alg::ECDSA) => {
             let (r, s) = d.sign(digest)?;
             w.tpm2b(&r).tpm2b(&s);
+        }
+        (
+            Key::Ecc {
+                curve, d: Some(d), ..
+            },
+            alg::ECDAA,
+        ) => {
+            // Reference BnSignEcdaa: r is the scalar of the commit `count` names (TPM_RC_VALUE
+            // when it is not outstanding); nonceK is fresh; T = H(nonceK || digest);
+            // s = (r + T·d) mod n. The signature is (nonceK, s) and the commit is used up.
+            let commits = &ctx.tpm.vs.commit;
+            let count = commits.count_of(scheme.count).ok_or(TpmRc::VALUE)?;
+            let r = commits.scalar(*curve, count, &key.name)?;
+            let nonce = ecc::generate(*curve, |b| ctx.random(b))?;
+            let first = nonce.iter().position(|&b| b != 0).unwrap_or(nonce.len());
+            let nonce = nonce.get(first..).unwrap_or_default();
+            let t = hash.digest(&[nonce, digest]);
+            let s = ecc::ecdaa_s(*curve, &r, &t, d).ok_or(TpmRc::NO_RESULT)?;
+            ctx.tpm.vs.commit.end(scheme.count);
+            w.tpm2b(nonce).tpm2b(&s);
         }
         (Key::Symmetric, alg::HMAC) => {
             let mac = kdf::hmac(hash, key.secret()?, &[digest]);

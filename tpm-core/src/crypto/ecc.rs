@@ -143,6 +143,18 @@ macro_rules! curve_impl {
                 Some((r.to_vec(), s.to_vec()))
             }
 
+            /// (r + t·d) mod n: the s of an ECDAA signature (reference BnSignEcdaa); `t`, a
+            /// digest, is reduced mod n by Horner's rule in the scalar field.
+            pub fn ecdaa_s(r: &[u8], t: &[u8], d: &[u8]) -> Option<Vec<u8>> {
+                let r = scalar(r)?;
+                let d = scalar(d)?;
+                let base = Scalar::from(256u64);
+                let t = t
+                    .iter()
+                    .fold(Scalar::ZERO, |acc, &b| acc * base + Scalar::from(u64::from(b)));
+                Some((*r + t * *d).to_repr().to_vec())
+            }
+
             pub fn verify(p: &Point, digest: &[u8], r: &[u8], s: &[u8]) -> bool {
                 let Some(q) = affine(p) else { return false };
                 let Ok(key) = VerifyingKey::from_affine(q) else {
@@ -326,6 +338,30 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// (r + t·d) mod n, the s of an ECDAA signature; `None` when r or d is not a valid scalar.
+pub fn ecdaa_s(curve: Curve, r: &[u8], t: &[u8], d: &[u8]) -> Option<Vec<u8>> {
+    dispatch!(curve, ecdaa_s(r, t, d))
+}
+
+/// `v` (at most 64 octets) mod the field prime of `curve`, as `curve.size()` octets: the
+/// x-coordinate TPM2_Commit derives from a hash (Part 3, 19.2), with crypto-bigint's division.
+pub fn mod_p(curve: Curve, v: &[u8]) -> Option<Vec<u8>> {
+    use p256::elliptic_curve::bigint::{NonZero, U512};
+    const LEN: usize = 64;
+    let wide = |bytes: &[u8]| -> Option<U512> {
+        let mut buf = [0u8; LEN];
+        buf.get_mut(LEN.checked_sub(bytes.len())?..)?
+            .copy_from_slice(bytes);
+        Some(U512::from_be_slice(&buf))
+    };
+    let p = Option::<NonZero<U512>>::from(NonZero::new(wide(&unhex(params(curve).p))?))?;
+    let rem = wide(v)?.rem(&p).to_be_bytes();
+    let bytes: &[u8] = rem.as_ref();
+    bytes
+        .get(LEN.checked_sub(curve.size())?..)
+        .map(<[u8]>::to_vec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +390,23 @@ mod tests {
             assert!(!verify(curve, &qb, &digest, &r, &s));
             let gx = unhex(params(curve).gx);
             assert_eq!(public(curve, &[1]).unwrap().x, gx);
+        }
+    }
+
+    #[test]
+    fn mod_p_reduces_into_the_field() {
+        for curve in [Curve::P256, Curve::P384] {
+            let p = unhex(params(curve).p);
+            // p itself is 0, p - 1 stays, a 64-octet value is reduced too.
+            let zero = alloc::vec![0u8; curve.size()];
+            assert_eq!(mod_p(curve, &p).unwrap(), zero);
+            let mut p_minus_1 = p.clone();
+            if let Some(last) = p_minus_1.last_mut() {
+                *last -= 1; // both primes end in 0xff
+            }
+            assert_eq!(mod_p(curve, &p_minus_1).unwrap(), p_minus_1);
+            assert_eq!(mod_p(curve, &[0xff; 64]).unwrap().len(), curve.size());
+            assert!(mod_p(curve, &[1; 65]).is_none());
         }
     }
 }

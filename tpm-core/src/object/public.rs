@@ -179,7 +179,7 @@ pub const RSA_SIGN: &[u16] = &[alg::RSASSA, alg::RSAPSS];
 /// Every scheme an RSA key may name.
 pub const RSA_SCHEMES: &[u16] = &[alg::RSASSA, alg::RSAPSS, alg::RSAES, alg::OAEP];
 /// Every scheme an ECC key may name (ECDSA and ECDH implemented).
-pub const ECC_SCHEMES: &[u16] = &[alg::ECDSA, alg::ECDH];
+pub const ECC_SCHEMES: &[u16] = &[alg::ECDSA, alg::ECDAA, alg::ECDH];
 /// KDFs for ECC keys.
 pub const KDFS: &[u16] = &[
     alg::MGF1,
