@@ -225,12 +225,14 @@ pub fn decrypt_salt(ctx: &mut Ctx<'_>, tpm_key: Handle, secret: &[u8]) -> TpmRes
                 y: ecc::fit(y, size).ok_or(bad)?,
             };
             let z = ecc::mul(*curve, d, &qe).map_err(|_| bad)?;
+            // The x-coordinates exactly as marshalled, not padded (see
+            // `object::protect::recover_secret`).
             Ok(kdf::kdfe(
                 alg,
                 &z.x,
                 b"SECRET",
-                &qe.x,
-                &q.x,
+                x,
+                crate::object::protect::public_x(&key, q),
                 (alg.digest_size() * 8) as u32,
             ))
         }

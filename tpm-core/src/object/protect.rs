@@ -204,7 +204,7 @@ pub fn make_secret(
                 &z.x,
                 label,
                 &qe.x,
-                &q.x,
+                public_x(key, q),
                 (alg.digest_size() * 8) as u32,
             ));
             let mut w = Writer::new();
@@ -212,6 +212,15 @@ pub fn make_secret(
             Ok((seed, w.into_vec()))
         }
         Key::Symmetric => Err(TpmRc::KEY),
+    }
+}
+
+/// The x-coordinate of `key`'s public area as marshalled there (KDFe's PartyVInfo, Part 1,
+/// C.6.4), falling back to the key's point.
+pub fn public_x<'a>(key: &'a Object, q: &'a ecc::Point) -> &'a [u8] {
+    match &key.public.unique {
+        crate::object::public::Unique::Ecc(p) => &p.x,
+        _ => &q.x,
     }
 }
 
@@ -263,12 +272,16 @@ pub fn recover_secret(
                 y: ecc::fit(y, size).ok_or(TpmRc::ECC_POINT)?,
             };
             let z = ecc::mul(*curve, d, &qe)?;
+            // PartyUInfo and PartyVInfo are the x-coordinates exactly as marshalled (reference
+            // CryptSecretDecrypt): the sender's TPM2B, which clients such as tpm2-tools
+            // `makecredential -T none` send without leading zero octets (1 time in 256), and
+            // the key's public area; padding them changes the KDFe input.
             Ok(Zeroizing::new(kdf::kdfe(
                 alg,
                 &z.x,
                 label,
-                &qe.x,
-                &q.x,
+                x,
+                public_x(key, q),
                 (alg.digest_size() * 8) as u32,
             )))
         }
