@@ -330,7 +330,12 @@ pub fn generate(
         Params::KeyedHash { scheme } => {
             if data.is_empty() {
                 // Sealed data may be empty; keys are generated when the TPM is the origin.
-                if origin && !scheme.is_null() {
+                // A sign and/or decrypt key with a NULL scheme (tpm2-tools' `create -G
+                // keyedhash` template: sign|decrypt, scheme NULL) is still a key: its size
+                // follows nameAlg (reference CryptGenerateKeyedHash; Part 1, 27.7). Only a
+                // data object (neither sign nor decrypt) cannot have the TPM as origin.
+                let is_key = public.has(attr::SIGN) || public.has(attr::DECRYPT);
+                if origin && is_key {
                     let hash = scheme.hash_alg().unwrap_or(alg);
                     let mut k = alloc::vec![0u8; hash.digest_size()];
                     source.fill(&mut k);
