@@ -256,6 +256,7 @@ fn tpm_properties(ctx: &Ctx<'_>, dispatch: &Dispatch, var: bool) -> Vec<(u32, u3
         ];
     }
     let da = &ps.da;
+    let audit_counter = ps.command_audit.counter;
     let permanent = u32::from(!ps.owner_auth.is_empty())
         | u32::from(!ps.endorsement_auth.is_empty()) << 1
         | u32::from(!ps.lockout_auth.is_empty()) << 2
@@ -302,8 +303,10 @@ fn tpm_properties(ctx: &Ctx<'_>, dispatch: &Dispatch, var: bool) -> Vec<(u32, u3
         (0x210, da.recovery_time),                                   // LOCKOUT_INTERVAL
         (0x211, da.lockout_recovery),                                // LOCKOUT_RECOVERY
         (0x212, 0),                                                  // NV_WRITE_RECOVERY
-        (0x213, 0),                                                  // AUDIT_COUNTER_0
-        (0x214, 0),                                                  // AUDIT_COUNTER_1
+        // Part 2, 6.13 TPM_PT_AUDIT_COUNTER_0/1: the high and low 32 bits of auditCounter
+        // (tpm2-tools' commandaudit.sh reads _1 after SetCommandCodeAuditStatus).
+        (0x213, (audit_counter >> 32) as u32), // AUDIT_COUNTER_0
+        (0x214, audit_counter as u32),         // AUDIT_COUNTER_1
     ]
 }
 
