@@ -367,12 +367,19 @@ fn policy_physical_presence(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<R
 /// numbers of the same length for the arithmetic operations.
 fn compare(op: u16, a: &[u8], b: &[u8]) -> Option<bool> {
     use core::cmp::Ordering;
+    // Signed comparison as the reference implementation does it (Part 4, CryptCompareSigned,
+    // used by TPM2_PolicyNV and TPM2_PolicyCounterTimer): when both operands are negative it
+    // reverses the unsigned comparison, so e.g. 0x81 compares greater than 0x82. swtpm (libtpms)
+    // and TPMs built from the reference code answer that way, and tpm2-tools' own PolicyNV test
+    // (abrmd_policynv.sh: NV 0x81 "sgt" 0x82 must succeed) depends on it; a policy that passes
+    // on those TPMs must pass here.
     let signed = |x: &[u8], y: &[u8]| -> Ordering {
         let neg = |v: &[u8]| v.first().is_some_and(|f| f & 0x80 != 0);
         match (neg(x), neg(y)) {
             (true, false) => Ordering::Less,
             (false, true) => Ordering::Greater,
-            _ => x.cmp(y),
+            (true, true) => y.cmp(x),
+            (false, false) => x.cmp(y),
         }
     };
     Some(match op {
@@ -678,14 +685,17 @@ fn policy_signed(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     let policy_ref = r.tpm2b(MAX_DIGEST_SIZE)?;
     let expiration = r.u32()? as i32;
     r.begin();
-    let mut c = crate::object::public::Cursor::new(r.remaining());
+    // The signature is unmarshalled whole whatever the key; it is verified only outside a
+    // trial session (Part 3, 23.3).
+    let sig_len =
+        crate::commands::signature::signature_len(r.remaining()).map_err(|rc| r.err(rc))?;
+    let sig = r.raw_bytes(sig_len)?;
+    r.finish()?;
+    let mut c = crate::object::public::Cursor::new(sig);
     let a_hash =
         key.name_alg()
             .digest(&[nonce_tpm, &expiration.to_be_bytes(), cp_hash_a, policy_ref]);
     let verified = crate::commands::signature::verify(&key, &a_hash, &mut c);
-    let used = r.remaining().len() - c.buf.len();
-    r.raw_bytes(used)?;
-    r.finish()?;
     let now = ctx.time();
     let trial = ctx.tpm.vs.sessions.get(sh).is_some_and(is_trial);
     if !trial {

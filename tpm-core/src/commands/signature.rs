@@ -183,6 +183,34 @@ fn sign(ctx: &mut Ctx<'_>, req: &Request<'_>) -> TpmResult<Response> {
     Ok(Response::params(w))
 }
 
+/// Length of the TPMT_SIGNATURE at the start of `buf` (Part 2, 11.3.4), checked as the
+/// reference unmarshals it. A command's parameters are unmarshalled whole before the command
+/// looks at them (Part 3, 5.2), so a signature whose algorithm does not fit the key still
+/// parses: TPM2_PolicySigned in a trial session never verifies it (tpm2-tools sends an empty
+/// RSASSA signature with an ECC key there).
+pub fn signature_len(buf: &[u8]) -> TpmResult<usize> {
+    let mut c = Cursor::new(buf);
+    let hash = |c: &mut Cursor<'_>| HashAlg::from_alg_id(c.u16()?).ok_or(TpmRc::HASH);
+    match c.u16()? {
+        alg::NULL => {}
+        alg::RSASSA | alg::RSAPSS => {
+            hash(&mut c)?;
+            c.tpm2b(512)?;
+        }
+        alg::ECDSA | alg::ECDAA | alg::SM2 | alg::ECSCHNORR => {
+            hash(&mut c)?;
+            c.tpm2b(66)?;
+            c.tpm2b(66)?;
+        }
+        alg::HMAC => {
+            let h = hash(&mut c)?;
+            c.bytes(h.digest_size())?;
+        }
+        _ => return Err(TpmRc::SCHEME),
+    }
+    Ok(buf.len() - c.buf.len())
+}
+
 /// Verifies a TPMT_SIGNATURE read from `c` over `digest` with `key`.
 pub fn verify(key: &Object, digest: &[u8], c: &mut Cursor<'_>) -> TpmResult<bool> {
     let sig_alg = c.u16()?;
