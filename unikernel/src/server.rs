@@ -150,6 +150,13 @@ impl Connection {
         self.closing_since = None;
     }
 
+    /// Drops whatever the socket holds (RST if still connected) and listens again.
+    fn recycle(&mut self, socket: &mut tcp::Socket<'_>, now: Instant) {
+        socket.abort();
+        self.reset(now);
+        let _ = socket.listen(self.port);
+    }
+
     fn poll(
         &mut self,
         socket: &mut tcp::Socket<'_>,
@@ -157,13 +164,10 @@ impl Connection {
         now: Instant,
         execute: &mut dyn FnMut(u8, &[u8]) -> Vec<u8>,
     ) -> bool {
-        let port = self.port;
         match socket.state() {
             tcp::State::Closed | tcp::State::TimeWait => {
                 // Done (or waiting out TIME-WAIT after we closed): serve the next client.
-                socket.abort();
-                self.reset(now);
-                let _ = socket.listen(port);
+                self.recycle(socket, now);
                 return false;
             }
             tcp::State::Listen | tcp::State::SynReceived => {
@@ -177,9 +181,7 @@ impl Connection {
             // per command) then finds no socket listening and is reset. Free the socket now,
             // as for TIME-WAIT above.
             tcp::State::Closing | tcp::State::LastAck if socket.send_queue() == 0 => {
-                socket.abort();
-                self.reset(now);
-                let _ = socket.listen(port);
+                self.recycle(socket, now);
                 return true;
             }
             // Our FIN is out but the peer neither acknowledges it nor closes: do not hold the
@@ -190,9 +192,7 @@ impl Connection {
             | tcp::State::LastAck => {
                 let since = *self.closing_since.get_or_insert(now);
                 if now >= since + Duration::from_millis(CLOSE_TIMEOUT_MS) {
-                    socket.abort();
-                    self.reset(now);
-                    let _ = socket.listen(port);
+                    self.recycle(socket, now);
                     return true;
                 }
             }
