@@ -14,15 +14,9 @@ use std::sync::OnceLock;
 use ukvtpm_image_builder::measure::{LaunchParams, VcpuType, snp_launch_digest, to_hex};
 use ukvtpm_image_builder::synthetic;
 
-/// Version the reference facts were checked against (reference/snp-launch-and-attestation.md).
-const TOOL_VERSION: &str = "0.0.13";
-
-fn venv_dir() -> PathBuf {
-    std::env::var_os("UKVTPM_SNP_VENV").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/venv-snp"),
-        PathBuf::from,
-    )
-}
+#[allow(dead_code)]
+#[path = "../../tests/src/venv.rs"]
+mod venv;
 
 fn run(cmd: &mut Command, what: &str, fix: &str) -> String {
     let out = cmd
@@ -38,57 +32,14 @@ fn run(cmd: &mut Command, what: &str, fix: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Path of the `sev-snp-measure` entry point, installing it on first use.
+/// Path of the `sev-snp-measure` entry point, installed on first use (under a lock shared
+/// with the tests crate, whose routine this is).
 fn tool() -> &'static Path {
     static TOOL: OnceLock<PathBuf> = OnceLock::new();
     TOOL.get_or_init(|| {
-        let venv = venv_dir();
-        let bin = venv.join("bin/sev-snp-measure");
-        // nextest runs each test in its own process, so the OnceLock alone does not stop two
-        // processes from creating the same venv at once: hold an exclusive lock file while
-        // checking and installing.
-        if let Some(parent) = venv.parent() {
-            std::fs::create_dir_all(parent)
-                .unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
-        }
-        let lock_path = venv.with_extension("lock");
-        let lock = std::fs::File::create(&lock_path)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", lock_path.display()));
-        lock.lock()
-            .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
-        if bin.is_file() {
-            return bin;
-        }
-        run(
-            Command::new("python3").arg("--version"),
-            "python3",
-            "install Python 3: apt-get install -y python3 python3-venv python3-pip",
-        );
-        run(
-            // --clear: a venv left half-made by an interrupted run is rebuilt, not reused.
-            Command::new("python3")
-                .args(["-m", "venv", "--clear"])
-                .arg(&venv),
-            "creating the venv",
-            "apt-get install -y python3-venv  (then re-run the test)",
-        );
-        let pip = venv.join("bin/pip");
-        run(
-            Command::new(&pip)
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(format!("sev-snp-measure=={TOOL_VERSION}")),
-            "pip install sev-snp-measure",
-            &format!(
-                "{} install sev-snp-measure=={TOOL_VERSION}  (needs PyPI access)",
-                pip.display()
-            ),
-        );
-        assert!(
-            bin.is_file(),
-            "pip installed sev-snp-measure but {} is missing",
-            bin.display()
-        );
-        bin
+        venv::sev_snp_measure().unwrap_or_else(|e| {
+            panic!("{e:#}\nfix: apt-get install -y python3 python3-venv python3-pip; PyPI access")
+        })
     })
 }
 
